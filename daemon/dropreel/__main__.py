@@ -1,0 +1,3 @@
+from dropreel.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,215 @@
+"""The `dropreel` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from dropreel import __version__
+from dropreel.config import Settings, load_settings, read_api_key
+from dropreel.errors import ConfigError
+from dropreel.jobs import is_ignored_name
+from dropreel.logs import configure_logging
+from dropreel.naming import first_free
+from dropreel.oxen import OxenClient
+from dropreel.report import status_line, status_record
+from dropreel.service import Daemon
+from dropreel.store import Store
+
+log = structlog.get_logger("dropreel.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dropreel",
+        description="Drop job files into a folder; get generated videos back.",
+    )
+    parser.add_argument("--version", action="version", version=f"dropreel {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file")
+        return sub
+
+    run = command("run", "run the daemon in the foreground (SIGTERM/SIGINT stop it)")
+    run.add_argument(
+        "--until-idle",
+        action="store_true",
+        help="exit once the inbox is empty and every job has finished",
+    )
+    submit = command("submit", "copy job files into the inbox atomically")
+    submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    status = command("status", "one line per job: name, state, generations")
+    status.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    command("demo", "run the whole pipeline against a local simulator, no API key needed")
+    simulate = command("simulate", "serve the Oxen simulator on loopback until interrupted")
+    simulate.add_argument("--port", type=int, default=8765)
+    simulate.add_argument("--complete-after", type=float, default=2.0, metavar="SECONDS")
+    simulate.add_argument("--failure-rate", type=float, default=0.0, metavar="FRACTION")
+    simulate.add_argument("--legacy-api", action="store_true", help="behave like the older docs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from dropreel.demo import run_demo
+
+            return run_demo()
+        if args.command == "simulate":
+            return _simulate(args)
+        settings = load_settings(args.config)
+        configure_logging(settings.log.level, settings.log.format)
+        if args.command == "run":
+            return _run(settings, until_idle=args.until_idle)
+        if args.command == "submit":
+            return _submit(settings, args.files)
+        if args.command == "status":
+            return _status(settings, as_json=args.json)
+    except ConfigError as exc:
+        print(f"dropreel: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def check_folders(settings: Settings) -> None:
+    """Create missing folders; refuse folders we cannot use, naming the key."""
+    for key, folder in (
+        ("paths.inbox", settings.inbox_dir),
+        ("paths.outbox", settings.outbox_dir),
+        ("paths.failed", settings.failed_dir),
+        ("paths.state", settings.state_dir),
+    ):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(key, f"cannot create {folder}: {exc.strerror}") from None
+        if not folder.is_dir():
+            raise ConfigError(key, f"{folder} is not a folder")
+        if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+            raise ConfigError(key, f"{folder} is not readable and writable by this user")
+
+
+def _run(settings: Settings, *, until_idle: bool) -> int:
+    api_key = read_api_key(settings)
+    check_folders(settings)
+    anyio.run(serve, settings, api_key, until_idle)
+    return 0
+
+
+async def serve(settings: Settings, api_key: SecretStr, until_idle: bool = False) -> None:
+    """Run the daemon with the real HTTP client until a signal (or idleness) stops it."""
+    timeout = httpx.Timeout(settings.oxen.read_timeout_s, connect=settings.oxen.connect_timeout_s)
+    async with (
+        httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http,
+        Store.open(settings.database_path) as store,
+    ):
+        client = OxenClient(
+            http,
+            base_url=str(settings.oxen.base_url),
+            api_key=api_key,
+            idle_timeout_s=settings.events.idle_timeout_s,
+        )
+        daemon = Daemon(settings, store, client, client, api_key=api_key)
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(_stop_on_signals, stop, group.cancel_scope)
+            await daemon.run(stop, until_idle=until_idle)
+            group.cancel_scope.cancel()
+
+
+async def _stop_on_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for received in signals:
+            if stop.is_set():
+                log.warning("second signal: stopping now", signal=received.name)
+                scope.cancel()
+                return
+            log.info("stopping", signal=received.name)
+            stop.set()
+
+
+def _submit(settings: Settings, files: Sequence[Path]) -> int:
+    inbox = settings.inbox_dir
+    inbox.mkdir(parents=True, exist_ok=True)
+    status = 0
+    for source in files:
+        if is_ignored_name(source.name):
+            print(f"dropreel: {source}: names like this are ignored in the inbox", file=sys.stderr)
+            status = 1
+            continue
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            print(f"dropreel: {source}: {exc.strerror}", file=sys.stderr)
+            status = 1
+            continue
+        # Written under a hidden name, then linked into place: the daemon never sees half a file.
+        with tempfile.NamedTemporaryFile(dir=inbox, prefix=".", suffix=".tmp", delete=False) as tmp:
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        temp = Path(tmp.name)
+        try:
+            while True:
+                name = first_free(source.name, lambda n: os.path.lexists(inbox / n))
+                try:
+                    os.link(temp, inbox / name)
+                    break
+                except FileExistsError:
+                    continue
+        finally:
+            temp.unlink()
+        print(inbox / name)
+    return status
+
+
+def _status(settings: Settings, *, as_json: bool) -> int:
+    if not settings.database_path.exists():
+        print("no jobs yet (the daemon has not run with this config)", file=sys.stderr)
+        return 0
+
+    async def read() -> list[str]:
+        lines = []
+        async with Store.open(settings.database_path, read_only=True) as store:
+            for job in await store.jobs():
+                generations = await store.generations_of(job.job_id)
+                lines.append(
+                    json.dumps(status_record(job, generations), ensure_ascii=False)
+                    if as_json
+                    else status_line(job, generations)
+                )
+        return lines
+
+    for line in anyio.run(read):
+        print(line)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from dropreel.simulator import Simulator, SimulatorOptions, bind_loopback, make_server
+
+    options = SimulatorOptions(
+        complete_after_s=(args.complete_after, args.complete_after),
+        failure_rate=args.failure_rate,
+        legacy_api=args.legacy_api,
+    )
+    simulator = Simulator(options)
+    sock = bind_loopback(args.port)
+    server = make_server(simulator, sock)
+    print(f"Oxen simulator on {simulator.base_url} (any bearer key; Ctrl-C stops it)", flush=True)
+    server.run(sockets=[sock])
+    return 0

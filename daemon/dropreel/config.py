@@ -1,0 +1,273 @@
+"""Configuration: one frozen settings object from flags, environment, a TOML file and defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
+
+from dropreel.errors import ConfigError
+
+ENV_PREFIX = "DROPREEL_"
+CONFIG_ENV_VAR = "DROPREEL_CONFIG"
+
+
+def default_search_path() -> tuple[Path, ...]:
+    """Where a config file is looked for when none is named, in order."""
+    return (
+        Path("dropreel.toml"),
+        Path.home() / ".config" / "dropreel" / "config.toml",
+        Path("/etc/dropreel/config.toml"),
+    )
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OxenSettings(_Section):
+    base_url: HttpUrl = HttpUrl("https://hub.oxen.ai")
+    api_key_env: str = "OXEN_API_KEY"
+    api_key_file: Path | None = None
+    default_model: str = Field("openai-sora-2-pro", min_length=1)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+
+    @field_validator("api_key_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class PathSettings(_Section):
+    inbox: Path = Path("inbox")
+    outbox: Path = Path("outbox")
+    failed: Path = Path("failed")
+    state: Path = Path("state")
+
+
+class InboxSettings(_Section):
+    # A file whose mtime is younger than this may still be being written: wait for it.
+    settle_s: float = Field(0.2, ge=0)
+    rescan_interval_s: float = Field(30.0, gt=0)
+    force_polling: bool = False
+
+
+class SubmitSettings(_Section):
+    concurrency: int = Field(4, ge=1, le=64)
+
+
+class EventSettings(_Section):
+    idle_timeout_s: float = Field(45.0, gt=0)
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    # The backoff starts over only once a connection has stayed up this long.
+    stable_after_s: float = Field(30.0, gt=0)
+
+
+class PollSettings(_Section):
+    interval_s: float = Field(10.0, gt=0)
+
+
+class DeliverySettings(_Section):
+    concurrency: int = Field(4, ge=1, le=64)
+    max_attempts: int = Field(5, ge=1)
+    retry_initial_s: float = Field(2.0, gt=0)
+
+
+class HookSettings(_Section):
+    on_complete: tuple[str, ...] = ()
+    timeout_s: float = Field(60.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    retry_initial_s: float = Field(2.0, gt=0)
+    concurrency: int = Field(4, ge=1, le=64)
+
+
+class LogSettings(_Section):
+    level: str = "info"
+    format: str = Field("auto", pattern="^(auto|json|console)$")
+
+
+class Settings(BaseSettings):
+    """Everything dropreel reads from its configuration, validated and frozen."""
+
+    model_config = SettingsConfigDict(
+        frozen=True,
+        extra="forbid",
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        nested_model_default_partial_update=True,
+    )
+
+    oxen: OxenSettings = OxenSettings()
+    paths: PathSettings = PathSettings()
+    inbox: InboxSettings = InboxSettings()
+    submit: SubmitSettings = SubmitSettings()
+    events: EventSettings = EventSettings()
+    poll: PollSettings = PollSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    hooks: HookSettings = HookSettings()
+    log: LogSettings = LogSettings()
+    # Not a user setting: the folder that relative paths resolve against.
+    base_dir: Path = Path()
+    config_file: Path | None = None
+
+    @property
+    def rest_base(self) -> str:
+        return str(self.oxen.base_url).rstrip("/") + "/api/ai"
+
+    @property
+    def events_url(self) -> str:
+        return str(self.oxen.base_url).rstrip("/") + "/api/events"
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.resolve(self.paths.inbox)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.resolve(self.paths.outbox)
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.resolve(self.paths.failed)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.paths.state)
+
+    @property
+    def database_path(self) -> Path:
+        return self.state_dir / "dropreel.sqlite3"
+
+    @property
+    def accepted_dir(self) -> Path:
+        return self.state_dir / "accepted"
+
+
+def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The config file to read: the flag, then $DROPREEL_CONFIG, then the search path."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError("--config", f"no such file: {explicit}")
+        return explicit
+    from_env = environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise ConfigError(CONFIG_ENV_VAR, f"no such file: {path}")
+        return path
+    for candidate in default_search_path():
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+
+
+def _describe(error: ValidationError) -> ConfigError:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return ConfigError(key, "unknown key (check the spelling; secrets never go in the file)")
+    return ConfigError(key, first["msg"])
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """Environment variables from a given mapping (the real environment, or a test's)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, False, False, None)
+
+
+def load_settings(
+    config_file: Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Load settings with the precedence flag > environment > file > default."""
+    env = os.environ if environ is None else environ
+    path = find_config_file(config_file, env)
+    file_data = _read_toml(path) if path is not None else {}
+    base_dir = path.resolve().parent if path is not None else Path.cwd()
+    fixed = {"base_dir": base_dir, "config_file": path.resolve() if path else None}
+
+    class _Layered(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                InitSettingsSource(settings_cls, init_kwargs={**(overrides or {}), **fixed}),
+                _MappingEnvSource(settings_cls, env),
+                InitSettingsSource(settings_cls, init_kwargs=file_data),
+            )
+
+    try:
+        return _Layered()
+    except ValidationError as exc:
+        raise _describe(exc) from None
+
+
+def read_api_key(settings: Settings, environ: Mapping[str, str] | None = None) -> SecretStr:
+    """The API key from the configured environment variable or file; never from the TOML."""
+    env = os.environ if environ is None else environ
+    key_file = settings.oxen.api_key_file
+    if key_file is not None:
+        path = settings.resolve(key_file)
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("oxen.api_key_file", f"cannot read {path}: {exc.strerror}") from exc
+        if not text:
+            raise ConfigError("oxen.api_key_file", f"{path} is empty")
+        return SecretStr(text)
+    value = env.get(settings.oxen.api_key_env, "").strip()
+    if not value:
+        raise ConfigError(
+            "oxen.api_key_env",
+            f"environment variable {settings.oxen.api_key_env} is not set "
+            "(or set oxen.api_key_file)",
+        )
+    return SecretStr(value)

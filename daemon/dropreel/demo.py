@@ -1,0 +1,128 @@
+"""`dropreel demo`: the whole pipeline against the bundled simulator, in a temporary folder."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import anyio
+from pydantic import SecretStr
+
+from dropreel.config import load_settings
+from dropreel.logs import configure_logging
+from dropreel.report import status_line
+from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel.store import Store
+
+# The demo's hook appends one line per completion: proof that hooks run, and what they get.
+_HOOK = (
+    "import json, os, sys; payload = json.load(sys.stdin); "
+    "open(os.environ['DEMO_HOOK_LOG'], 'a').write("
+    "f\"{payload['job_name']}: {payload['status']} {payload['output'] or payload['error']}\\n\")"
+)
+
+_JOBS = {
+    "sunrise.txt": "A slow aerial shot of a sunrise over a foggy pine forest.",
+    "city-at-night.json": json.dumps(
+        {
+            "prompt": "Neon-lit street in the rain, handheld camera",
+            "num_generations": 2,
+            "aspect_ratio": "landscape",
+            "seconds": "4",
+        }
+    ),
+    "ocean.toml": 'prompt = "Waves crashing on black sand, slow motion"\nseconds = "8"\n',
+    "unknown-model.json": json.dumps({"model": "bad-model-name", "prompt": "Refused at enqueue"}),
+    "broken.json": '{"prompt": "this file is cut off',
+}
+
+
+def run_demo() -> int:
+    """Run the demo; print what happened and where the files are."""
+    work = Path(tempfile.mkdtemp(prefix="dropreel-demo-"))
+    hook_log = work / "hook.log"
+    options = SimulatorOptions(complete_after_s=(0.3, 1.5), result_bytes=64 * 1024, seed=7)
+    log_buffer = io.StringIO()
+    configure_logging("info", "json", stream=log_buffer)
+    with running_simulator(Simulator(options)) as simulator:
+        config = work / "dropreel.toml"
+        config.write_text(
+            "\n".join(
+                [
+                    "[oxen]",
+                    f'base_url = "{simulator.base_url}"',
+                    "[hooks]",
+                    f"on_complete = {json.dumps([sys.executable, '-c', _HOOK])}",
+                    "[poll]",
+                    "interval_s = 2",
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+        inbox = work / "inbox"
+        inbox.mkdir()
+        for name, text in _JOBS.items():
+            (inbox / name).write_text(text, encoding="utf-8")
+        print(f"dropreel demo in {work}")
+        print(f"  simulator: {simulator.base_url}   jobs dropped: {len(_JOBS)} files in {inbox}")
+        settings = load_settings(config, environ={"DEMO_HOOK_LOG": str(hook_log)})
+        environ = {"DEMO_HOOK_LOG": str(hook_log), "PATH": "/usr/bin:/bin"}
+        anyio.run(_run, settings, environ)
+        counts = simulator.counts()
+        polls = simulator.polls_while_streaming()
+    (work / "dropreel.log").write_text(log_buffer.getvalue(), encoding="utf-8")
+    print()
+    print("jobs (dropreel status):")
+    for line in anyio.run(_status_lines, settings.database_path):
+        print(f"  {line}")
+    print()
+    _print_folder("outbox", settings.outbox_dir)
+    _print_folder("failed", settings.failed_dir)
+    print()
+    print("hook runs:")
+    for line in hook_log.read_text(encoding="utf-8").splitlines() if hook_log.exists() else []:
+        print(f"  {line}")
+    print()
+    print(
+        f"requests to the provider: {counts.get('enqueue', 0)} POST, "
+        f"{counts.get('events', 0)} event stream, {counts.get('download', 0)} downloads, "
+        f"{polls} status polls while the stream was up"
+    )
+    print(f"daemon log: {work / 'dropreel.log'}")
+    return 0
+
+
+async def _run(settings: object, environ: dict[str, str]) -> None:
+    import httpx
+
+    from dropreel.config import Settings
+    from dropreel.oxen import OxenClient
+    from dropreel.service import Daemon
+
+    assert isinstance(settings, Settings)
+    key = SecretStr("demo-key")
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)) as http,
+        Store.open(settings.database_path) as store,
+    ):
+        client = OxenClient(
+            http, base_url=str(settings.oxen.base_url), api_key=key, idle_timeout_s=45.0
+        )
+        daemon = Daemon(settings, store, client, client, api_key=key, environ=environ)
+        with anyio.fail_after(120):
+            await daemon.run(anyio.Event(), until_idle=True)
+
+
+async def _status_lines(database: Path) -> list[str]:
+    async with Store.open(database, read_only=True) as store:
+        return [status_line(j, await store.generations_of(j.job_id)) for j in await store.jobs()]
+
+
+def _print_folder(label: str, folder: Path) -> None:
+    print(f"{label}: {folder}")
+    for path in sorted(folder.iterdir()):
+        print(f"  {path.name}  ({path.stat().st_size} bytes)")

@@ -1,0 +1,67 @@
+"""The exceptions dropreel raises, each carrying the data a caller or an operator needs."""
+
+from __future__ import annotations
+
+import httpx
+
+
+class DropreelError(Exception):
+    """Base of every error dropreel raises on purpose."""
+
+
+class ConfigError(DropreelError):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config error: {key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class JobFileRejected(DropreelError):
+    """A job file that cannot become a job, with the reason in words."""
+
+    def __init__(self, file_name: str, reason: str) -> None:
+        super().__init__(f"{file_name}: {reason}")
+        self.file_name = file_name
+        self.reason = reason
+
+
+class ProviderError(DropreelError):
+    """The provider answered, and the answer means the call did not do what was asked."""
+
+    def __init__(self, request: str, status_code: int, message: str) -> None:
+        super().__init__(f"{request} -> HTTP {status_code}: {message}")
+        self.request = request
+        self.status_code = status_code
+        self.message = message
+
+
+class RequestRefused(ProviderError):
+    """A 4xx that retrying cannot fix (bad model, bad parameters, no credit)."""
+
+
+class AuthRefused(ProviderError):
+    """401/403: the API key is missing, wrong or lacks rights."""
+
+
+class RetryableProviderError(ProviderError):
+    """429 or 5xx: the provider asks us to come back later."""
+
+    def __init__(
+        self, request: str, status_code: int, message: str, retry_after_s: float | None
+    ) -> None:
+        super().__init__(request, status_code, message)
+        self.retry_after_s = retry_after_s
+
+
+class GenerationUnknown(ProviderError):
+    """The provider answers 404 for a generation we created: it is terminal, outcome unknown."""
+
+
+class MalformedAnswer(httpx.DecodingError):
+    """The provider's answer could not be understood.
+
+    Kept an httpx transport error so callers that already handle httpx failures
+    handle this one too.
+    """

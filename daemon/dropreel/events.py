@@ -1,0 +1,132 @@
+"""The completion stream: what an SSE event means, and one stream session with a named ending."""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio
+import httpx
+import structlog
+
+from dropreel.errors import AuthRefused, ProviderError
+from dropreel.lifecycle import Observation, RemoteStatus, Source
+from dropreel.provider import EventFeed
+
+COMPLETED_EVENT = "media_generation_completed"
+
+log = structlog.get_logger("dropreel.events")
+
+
+def interpret(event_type: str, data: str) -> Observation | str:
+    """An event's meaning as an Observation, or the reason it is ignored."""
+    if event_type != COMPLETED_EVENT:
+        return f"unrelated event type {event_type!r}"
+    try:
+        payload = json.loads(data)
+    except json.JSONDecodeError:
+        return "data is not JSON"
+    if not isinstance(payload, dict):
+        return "data is not an object"
+    generation_id = payload.get("generation_id")
+    if not isinstance(generation_id, str) or not generation_id:
+        return "no generation_id"
+    status = RemoteStatus.parse(payload.get("status"))
+    if status is None or not status.is_terminal or status is RemoteStatus.UNKNOWN:
+        return f"status {payload.get('status')!r} is not a completion"
+    # Stream field names differ from REST: `url`, `error` (oxen-api.md, events section).
+    url = payload.get("url") or payload.get("result_url")
+    error = payload.get("error") or payload.get("error_message")
+    return Observation(
+        generation_id=generation_id,
+        status=status,
+        source=Source.EVENT,
+        result_url=str(url) if url else None,
+        error=str(error) if error else None,
+    )
+
+
+class Ending(enum.StrEnum):
+    """Why a stream session ended."""
+
+    CLOSED_BY_SERVER = "closed_by_server"
+    IDLE_TIMEOUT = "idle_timeout"
+    CONNECT_FAILED = "connect_failed"
+    AUTH_REFUSED = "auth_refused"
+    REFUSED = "refused"
+    BROKEN = "broken"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnd:
+    ending: Ending
+    detail: str
+    connected_for_s: float | None
+
+
+class StreamHealth:
+    """Whether the stream is up, with a way to wait for that to change."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.first_attempt_done = anyio.Event()
+        self._changed = anyio.Event()
+        self.connects = 0
+        self.events_received = 0
+
+    def set(self, up: bool) -> None:
+        if up:
+            self.connects += 1
+        if up != self.up:
+            self.up = up
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def wait_changed(self) -> None:
+        await self._changed.wait()
+
+
+async def run_session(
+    feed: EventFeed,
+    health: StreamHealth,
+    on_observation: Callable[[Observation], Awaitable[None]],
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> SessionEnd:
+    """Hold one stream connection until it ends; say why it ended."""
+    connected_at: float | None = None
+
+    def held() -> float | None:
+        return None if connected_at is None else monotonic() - connected_at
+
+    try:
+        async with feed.connect() as events:
+            connected_at = monotonic()
+            health.set(True)
+            health.first_attempt_done.set()
+            log.info("stream connected")
+            async for event_type, data in events:
+                health.events_received += 1
+                meaning = interpret(event_type, data)
+                if isinstance(meaning, str):
+                    log.debug("event ignored", reason=meaning, event_type=event_type)
+                    continue
+                await on_observation(meaning)
+        return SessionEnd(Ending.CLOSED_BY_SERVER, "the server ended the stream", held())
+    except AuthRefused as exc:
+        return SessionEnd(Ending.AUTH_REFUSED, str(exc), held())
+    except ProviderError as exc:
+        return SessionEnd(Ending.REFUSED, str(exc), held())
+    except httpx.ReadTimeout:
+        return SessionEnd(Ending.IDLE_TIMEOUT, "no bytes within the idle timeout", held())
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        return SessionEnd(Ending.CONNECT_FAILED, str(exc) or type(exc).__name__, held())
+    except httpx.TransportError as exc:
+        # httpx-sse's SSEError (wrong content type) is a TransportError too.
+        return SessionEnd(Ending.BROKEN, str(exc) or type(exc).__name__, held())
+    finally:
+        health.set(False)
+        health.first_attempt_done.set()

@@ -1,0 +1,115 @@
+"""Filesystem moves that never overwrite and survive a crash: link-then-unlink, fsync."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dropreel.naming import error_sidecar_name, first_free, printable
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def link_no_clobber(
+    source: Path,
+    folder: Path,
+    desired: str,
+    *,
+    is_ours: Callable[[Path], bool] = lambda _: False,
+) -> Path:
+    """Give `source` a name in `folder` without replacing anything; return that name.
+
+    A clash takes the next numbered name, unless `is_ours` says the existing file is
+    this very content from an earlier run that crashed before recording it.
+    """
+    taken_by_other: set[str] = set()
+
+    def taken(name: str) -> bool:
+        return name in taken_by_other
+
+    while True:
+        name = first_free(desired, taken)
+        target = folder / name
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            if is_ours(target):
+                source.unlink()
+                return target
+            taken_by_other.add(name)
+            continue
+        source.unlink()
+        fsync_dir(folder)
+        return target
+
+
+def move_no_clobber(source: Path, folder: Path, desired: str) -> Path:
+    """Move any file (regular or not) into `folder` under a free name; never deletes data."""
+    folder.mkdir(parents=True, exist_ok=True)
+    # rename() would replace silently, so pick a name nobody holds; the folder is ours alone.
+    target = folder / first_free(desired, lambda n: os.path.lexists(folder / n))
+    try:
+        source.rename(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another filesystem: shutil copies, then removes the original only once copied.
+        shutil.move(os.fspath(source), os.fspath(target))
+    fsync_dir(folder)
+    return target
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Whether two files hold the same bytes (sizes first, then a streaming compare)."""
+    try:
+        if a.stat().st_size != b.stat().st_size:
+            return False
+        with a.open("rb") as left, b.open("rb") as right:
+            while True:
+                chunk = left.read(1 << 20)
+                if chunk != right.read(1 << 20):
+                    return False
+                if not chunk:
+                    return True
+    except OSError:
+        return False
+
+
+def rename_durably(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.rename(target)
+    fsync_dir(target.parent)
+    fsync_dir(source.parent)
+
+
+def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: str) -> Path:
+    """Move a refused file into `failed/` with `<name>.error.json` beside it."""
+    desired = printable(original_name)
+    failed.mkdir(parents=True, exist_ok=True)
+    taken = {e.name for e in os.scandir(failed)}
+    # The sidecar's name must be free too, so pick the pair together.
+    name = first_free(desired, lambda n: n in taken or error_sidecar_name(n) in taken)
+    kept = move_no_clobber(source, failed, name)
+    sidecar = failed / error_sidecar_name(kept.name)
+    payload = {
+        "file": original_name,
+        "kept_as": kept.name,
+        "reason": reason,
+        "rejected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    temp = failed / f".{kept.name}.error.tmp"
+    temp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    temp.replace(sidecar)
+    fsync_dir(failed)
+    return kept

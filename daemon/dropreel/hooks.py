@@ -1,0 +1,128 @@
+"""Completion hooks: what a hook is told, and running it as a bounded child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from dropreel.deliver import generation_outcome
+from dropreel.store import GenerationRow, JobRow
+
+_OUTPUT_TAIL_BYTES = 2000
+
+
+def hook_fields(job: JobRow, generation: GenerationRow) -> dict[str, str]:
+    """The facts a hook gets, keyed by their environment variable names."""
+    outcome = generation_outcome(generation)
+    output = ""
+    if outcome == "succeeded" and generation.output_path:
+        output = str(Path(generation.output_path).absolute())
+    return {
+        "DROPREEL_JOB_ID": job.job_id,
+        "DROPREEL_JOB_NAME": job.stem,
+        "DROPREEL_GENERATION_ID": generation.generation_id,
+        "DROPREEL_STATUS": outcome,
+        "DROPREEL_OUTPUT": output,
+        "DROPREEL_ERROR": (generation.error or "") if outcome != "succeeded" else "",
+    }
+
+
+def hook_stdin(fields: Mapping[str, str]) -> bytes:
+    """The same facts as one JSON object, keys without the DROPREEL_ prefix, lower case."""
+    payload = {k.removeprefix("DROPREEL_").lower(): v for k, v in fields.items()}
+    return (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def hook_environment(
+    inherited: Mapping[str, str],
+    fields: Mapping[str, str],
+    *,
+    secret_names: Collection[str],
+    secret_values: Collection[str],
+) -> dict[str, str]:
+    """The daemon's environment without any secret, plus the hook's fields."""
+    secrets = {v for v in secret_values if v}
+    env = {
+        k: v
+        for k, v in inherited.items()
+        if k not in secret_names and not any(s in v for s in secrets)
+    }
+    env.update(fields)
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class HookResult:
+    ok: bool
+    detail: str
+
+
+async def run_hook(
+    argv: Sequence[str], env: Mapping[str, str], stdin: bytes, *, timeout_s: float
+) -> HookResult:
+    """Run one hook to completion or time-out; a time-out kills it."""
+    try:
+        process = await anyio.open_process(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return HookResult(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}")
+    output = bytearray()
+    async with process:
+        with anyio.move_on_after(timeout_s) as deadline:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_feed, process, stdin)
+                group.start_soon(_collect, process, output)
+                await process.wait()
+                # A hook's background child may hold its stdout open; do not wait on it long.
+                group.cancel_scope.deadline = min(
+                    group.cancel_scope.deadline, anyio.current_time() + 1.0
+                )
+        if deadline.cancelled_caught:
+            _kill_group(process.pid)
+            with anyio.CancelScope(shield=True):
+                await process.wait()
+            return HookResult(False, f"timed out after {timeout_s:g}s{_tail(output)}")
+    if process.returncode == 0:
+        return HookResult(True, "exit 0")
+    return HookResult(False, f"exit status {process.returncode}{_tail(output)}")
+
+
+async def _feed(process: anyio.abc.Process, data: bytes) -> None:
+    assert process.stdin is not None
+    try:
+        await process.stdin.send(data)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+        pass  # the hook need not read its stdin
+    finally:
+        await process.stdin.aclose()
+
+
+async def _collect(process: anyio.abc.Process, output: bytearray) -> None:
+    assert process.stdout is not None
+    async for chunk in process.stdout:
+        output.extend(chunk)
+        del output[:-_OUTPUT_TAIL_BYTES]
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(output: bytearray) -> str:
+    text = output.decode("utf-8", "replace").strip()
+    return f": {text[-500:]}" if text else ""

@@ -1,0 +1,213 @@
+"""The inbox: notice job files, read them safely, and claim them as jobs or refuse them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import structlog
+import watchfiles
+
+from dropreel.errors import JobFileRejected
+from dropreel.files import move_to_failed, rename_durably
+from dropreel.jobs import MAX_JOB_FILE_BYTES, is_candidate_name, is_ignored_name, parse_job_file
+from dropreel.lifecycle import JobState
+from dropreel.naming import manifest_name, numbered_stem, printable, safe_stem
+from dropreel.store import Store
+
+log = structlog.get_logger("dropreel.inbox")
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link",
+}
+
+
+class _NotYet(Exception):
+    """The file is still settling (recently written); look again later."""
+
+
+class _Vanished(Exception):
+    """The file went away before we could take it."""
+
+
+def new_job_id() -> str:
+    """Sortable by creation time, unique without coordination."""
+    return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(3)}"
+
+
+def read_job_file(path: Path, *, settle_s: float, now: float) -> bytes:
+    """A job file's bytes; refuses anything that is not a small regular file."""
+    name = path.name
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise _Vanished from None
+    kind = stat.S_IFMT(info.st_mode)
+    if kind != stat.S_IFREG:
+        raise JobFileRejected(name, f"not a regular file ({_FILE_KINDS.get(kind, 'special')})")
+    if info.st_size > MAX_JOB_FILE_BYTES:
+        raise JobFileRejected(
+            name, f"file is {info.st_size} bytes; the limit is {MAX_JOB_FILE_BYTES}"
+        )
+    if now - info.st_mtime < settle_s:
+        raise _NotYet
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _Vanished from None
+    except OSError as exc:
+        raise JobFileRejected(name, f"cannot read: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise JobFileRejected(name, "not a regular file")
+        chunks: list[bytes] = []
+        remaining = MAX_JOB_FILE_BYTES + 1
+        while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 16))):
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise JobFileRejected(name, f"cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFolders:
+    inbox: Path
+    accepted: Path
+    failed: Path
+    outbox: Path
+
+
+class Inbox:
+    """Claims job files from the inbox folder."""
+
+    def __init__(
+        self,
+        folders: InboxFolders,
+        store: Store,
+        *,
+        default_model: str,
+        settle_s: float,
+        on_accepted: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self._folders = folders
+        self._store = store
+        self._default_model = default_model
+        self._settle_s = settle_s
+        self._on_accepted = on_accepted
+        self._scan_lock = anyio.Lock()
+        self.accepted_count = 0
+        self.rejected_count = 0
+
+    def waiting_names(self) -> list[str]:
+        """Names in the inbox that are (or will be) job files to take."""
+        with os.scandir(self._folders.inbox) as entries:
+            return sorted(e.name for e in entries if not is_ignored_name(e.name))
+
+    async def scan(self) -> bool:
+        """Take every file in the inbox now; True if some were left to settle."""
+        async with self._scan_lock:
+            names = await anyio.to_thread.run_sync(self.waiting_names)
+            unsettled = False
+            for name in names:
+                unsettled |= not await self._take(name)
+            return unsettled
+
+    async def _take(self, name: str) -> bool:
+        path = self._folders.inbox / name
+        try:
+            data = await anyio.to_thread.run_sync(
+                lambda: read_job_file(path, settle_s=self._settle_s, now=time.time())
+            )
+            if not is_candidate_name(name):
+                raise JobFileRejected(
+                    name, "not a job file: the name must end .json, .toml or .txt"
+                )
+            request = parse_job_file(name, data, self._default_model)
+        except _NotYet:
+            return False
+        except _Vanished:
+            return True
+        except JobFileRejected as rejected:
+            await self._reject(path, rejected.reason)
+            return True
+        await self._accept(path, dict(request.body))
+        return True
+
+    async def _accept(self, path: Path, body: dict[str, object]) -> None:
+        job_id = new_job_id()
+        stem = await self._free_stem(safe_stem(path.name))
+        kept = self._folders.accepted / f"{job_id}-{printable(path.name)}"
+        await self._store.begin_claim(
+            job_id=job_id,
+            source_name=path.name,
+            source_path=str(path),
+            kept_path=str(kept),
+            stem=stem,
+            request=body,
+        )
+        await anyio.to_thread.run_sync(rename_durably, path, kept)
+        await self._store.set_job_state(job_id, JobState.ACCEPTED)
+        self.accepted_count += 1
+        log.info("job accepted", job_id=job_id, file=path.name, stem=stem)
+        await self._on_accepted(job_id)
+
+    async def _free_stem(self, stem: str) -> str:
+        n = 1
+        while True:
+            candidate = numbered_stem(stem, n)
+            manifest = self._folders.outbox / manifest_name(candidate)
+            if not manifest.exists() and not await self._store.stem_taken(candidate):
+                return candidate
+            n += 1
+
+    async def _reject(self, path: Path, reason: str) -> None:
+        job_id = new_job_id()
+        kept = await anyio.to_thread.run_sync(
+            lambda: move_to_failed(path, self._folders.failed, reason, original_name=path.name)
+        )
+        await self._store.record_rejected(
+            job_id=job_id,
+            source_name=path.name,
+            source_path=str(path),
+            kept_path=str(kept),
+            stem=safe_stem(path.name),
+            reason=reason,
+        )
+        self.rejected_count += 1
+        log.warning("job file rejected", job_id=job_id, file=path.name, reason=reason)
+
+    async def watch(
+        self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float
+    ) -> None:
+        """Scan at start, on every change in the folder, and now and then to be sure."""
+        unsettled = await self.scan()
+        last_scan = time.monotonic()
+        async for changes in watchfiles.awatch(
+            self._folders.inbox,
+            watch_filter=None,
+            debounce=400,
+            step=20,
+            recursive=False,
+            stop_event=stop,
+            rust_timeout=max(50, int(self._settle_s * 1000)) if unsettled else 1000,
+            yield_on_timeout=True,
+            force_polling=force_polling,
+        ):
+            due = time.monotonic() - last_scan >= rescan_interval_s
+            if changes or unsettled or due:
+                unsettled = await self.scan()
+                last_scan = time.monotonic()

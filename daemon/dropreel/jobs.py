@@ -1,0 +1,113 @@
+"""Job files: which names are taken, and how a file's bytes become an enqueue request."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dropreel.errors import JobFileRejected
+
+MAX_JOB_FILE_BYTES = 1024 * 1024
+MAX_NESTING = 32
+JOB_SUFFIXES = (".json", ".toml", ".txt")
+# Writers write under one of these names, then rename into place.
+_IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".swp", "~")
+
+
+def is_candidate_name(name: str) -> bool:
+    """Whether a file with this name in the inbox is a job file to take now."""
+    if name.startswith(".") or name.endswith(_IN_PROGRESS_SUFFIXES):
+        return False
+    return name.lower().endswith(JOB_SUFFIXES)
+
+
+def is_ignored_name(name: str) -> bool:
+    """Names a writer is still working on, or hidden files: never touched."""
+    return name.startswith(".") or name.endswith(_IN_PROGRESS_SUFFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """The enqueue body for one job file, with the model filled in."""
+
+    body: Mapping[str, Any]
+
+    @property
+    def num_generations(self) -> int:
+        value = self.body.get("num_generations", 1)
+        return int(value)
+
+    @property
+    def model(self) -> str:
+        return str(self.body["model"])
+
+
+def parse_job_file(name: str, data: bytes, default_model: str) -> JobRequest:
+    """Turn a job file's bytes into a request, or raise JobFileRejected saying why."""
+    if len(data) > MAX_JOB_FILE_BYTES:
+        raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {MAX_JOB_FILE_BYTES}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JobFileRejected(name, f"not UTF-8 text (byte {exc.start})") from None
+    if "\x00" in text:
+        raise JobFileRejected(name, "binary content (contains NUL bytes)")
+    suffix = name.lower().rsplit(".", 1)[-1]
+    if suffix == "txt":
+        body: dict[str, Any] = {"prompt": _prompt_from_text(name, text)}
+    else:
+        body = _object_from_structured(name, text, suffix)
+    return _complete(name, body, default_model)
+
+
+def _prompt_from_text(name: str, text: str) -> str:
+    prompt = text.strip()
+    if not prompt:
+        raise JobFileRejected(name, "empty prompt")
+    return prompt
+
+
+def _object_from_structured(name: str, text: str, suffix: str) -> dict[str, Any]:
+    try:
+        if suffix == "json":
+            value: object = json.loads(text)
+        else:
+            value = tomllib.loads(text)
+    except RecursionError:
+        raise JobFileRejected(name, "nested too deeply") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        kind = "JSON" if suffix == "json" else "TOML"
+        raise JobFileRejected(name, f"not valid {kind}: {exc}") from None
+    if not isinstance(value, dict):
+        raise JobFileRejected(name, f"expected an object, found {type(value).__name__}")
+    if _depth(value) > MAX_NESTING:
+        raise JobFileRejected(name, f"nested deeper than {MAX_NESTING} levels")
+    return value
+
+
+def _depth(value: object, level: int = 0) -> int:
+    if level > MAX_NESTING:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _complete(name: str, body: dict[str, Any], default_model: str) -> JobRequest:
+    model = body.get("model", default_model)
+    if not isinstance(model, str) or not model.strip():
+        raise JobFileRejected(name, "model must be a non-empty string")
+    count = body.get("num_generations", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
+        raise JobFileRejected(name, f"num_generations must be a whole number 1-4, got {count!r}")
+    prompt = body.get("prompt")
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise JobFileRejected(name, "prompt must be a non-empty string")
+    if prompt is None and not any(k in body for k in ("input_image", "input_video")):
+        raise JobFileRejected(name, "no prompt (and no input_image or input_video)")
+    return JobRequest(body={**body, "model": model})

@@ -1,0 +1,111 @@
+"""Polling and reconciliation over REST, used only while the event stream cannot be trusted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Collection
+
+import anyio
+import httpx
+import structlog
+
+from dropreel.errors import AuthRefused, DropreelError, GenerationUnknown
+from dropreel.events import StreamHealth
+from dropreel.lifecycle import Observation, RemoteStatus, Source
+from dropreel.provider import Provider
+
+log = structlog.get_logger("dropreel.poller")
+
+_PARALLEL_GETS = 8
+
+
+class Reconciler:
+    """Learns the state of every waiting generation: one list call, then a GET for each id
+    the list does not show as active (so the cost follows what finished, not what waits)."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        waiting_ids: Callable[[], Collection[str]],
+        on_observation: Callable[[Observation], Awaitable[None]],
+    ) -> None:
+        self._provider = provider
+        self._waiting_ids = waiting_ids
+        self._on_observation = on_observation
+        self.rounds = 0
+        self.requests = 0
+
+    async def reconcile(self) -> None:
+        ids = list(self._waiting_ids())
+        if not ids:
+            return
+        self.rounds += 1
+        active: set[str] | None = None
+        try:
+            self.requests += 1
+            active = await self._provider.list_active()
+        except (DropreelError, httpx.HTTPError) as exc:
+            log.warning("queue listing failed; checking each generation", error=str(exc))
+        to_check = ids if active is None else [i for i in ids if i not in active]
+        limiter = anyio.CapacityLimiter(_PARALLEL_GETS)
+        async with anyio.create_task_group() as group:
+            for generation_id in to_check:
+                group.start_soon(self._check, generation_id, limiter)
+        log.info("reconciled", waiting=len(ids), checked=len(to_check), listed=active is not None)
+
+    async def _check(self, generation_id: str, limiter: anyio.CapacityLimiter) -> None:
+        async with limiter:
+            self.requests += 1
+            try:
+                remote = await self._provider.get(generation_id)
+            except GenerationUnknown:
+                observed = Observation(generation_id, RemoteStatus.UNKNOWN, Source.POLL)
+            except AuthRefused as exc:
+                log.error(
+                    "the provider refused our key", generation_id=generation_id, error=str(exc)
+                )
+                return
+            except (DropreelError, httpx.HTTPError) as exc:
+                log.warning("status check failed", generation_id=generation_id, error=str(exc))
+                return
+            else:
+                observed = Observation(
+                    generation_id,
+                    remote.status,
+                    Source.POLL,
+                    result_url=remote.result_url,
+                    error=remote.error,
+                )
+        await self._on_observation(observed)
+
+
+async def run_poller(
+    health: StreamHealth,
+    reconciler: Reconciler,
+    *,
+    interval_s: float,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> None:
+    """No polls while the stream is up; one reconcile per (re)connect; polls while it is down."""
+    await health.first_attempt_done.wait()
+    reconciled_for = 0
+    down_since: float | None = None
+    while True:
+        if health.up:
+            down_since = None
+            if health.connects != reconciled_for:
+                # Events fired while we were not connected are lost: catch up once.
+                reconciled_for = health.connects
+                await reconciler.reconcile()
+                continue
+            await health.wait_changed()
+            continue
+        now = monotonic()
+        if down_since is None:
+            # The reconnect's reconcile covers a short blip; poll only if it lasts.
+            down_since = now
+        else:
+            await reconciler.reconcile()
+        elapsed = monotonic() - now
+        with anyio.move_on_after(max(0.0, interval_s - elapsed)):
+            await health.wait_changed()

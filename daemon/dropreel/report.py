@@ -1,0 +1,54 @@
+"""How jobs are shown to people and scripts (`dropreel status`). Pure formatting."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from dropreel.deliver import generation_outcome, iso
+from dropreel.lifecycle import Phase
+from dropreel.store import GenerationRow, JobRow
+
+
+def generation_label(generation: GenerationRow) -> str:
+    """One word for where a generation is: the provider's status until it is delivered."""
+    if generation.phase is Phase.WAITING:
+        return generation.remote_status.value
+    if generation.phase is Phase.DOWNLOADING:
+        return "downloading"
+    outcome = generation_outcome(generation)
+    if generation.phase is Phase.HOOKING:
+        return f"{outcome}+hook-pending"
+    return outcome
+
+
+def status_record(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "name": job.stem,
+        "source_file": job.source_name,
+        "state": job.state.value,
+        "error": job.error,
+        "created_at": iso(job.created_at),
+        "finished_at": iso(job.finished_at),
+        "manifest": job.manifest_path,
+        "generations": [
+            {
+                "generation_id": g.generation_id,
+                "state": generation_label(g),
+                "output": g.output_path,
+                "error": g.error,
+                "hook_attempts": g.hook_attempts,
+                "hook_error": g.hook_error,
+            }
+            for g in generations
+        ],
+    }
+
+
+def status_line(job: JobRow, generations: Sequence[GenerationRow]) -> str:
+    labels = ",".join(generation_label(g) for g in generations) or "-"
+    line = f"{job.job_id}  {job.state.value:<15}  {job.stem}  [{labels}]"
+    if job.error and job.state.value in ("failed", "needs_attention"):
+        line += f"  {job.error}"
+    return line

@@ -1,0 +1,484 @@
+"""A local Oxen async-queue simulator: a real HTTP server on loopback speaking oxen-api.md."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import heapq
+import json
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import uvicorn
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+TERMINAL = ("succeeded", "failed", "cancelled")
+_SUBSCRIBER_BUFFER = 100_000
+
+
+@dataclass
+class SimulatorOptions:
+    """How the simulated provider behaves; tests may change fields while it runs."""
+
+    complete_after_s: tuple[float, float] = (0.2, 0.6)
+    failure_rate: float = 0.0
+    result_bytes: int = 256 * 1024
+    keepalive_s: float = 15.0
+    # None accepts any bearer token; a string accepts only that one.
+    api_key: str | None = None
+    # The older docs: terminal generations answer 404 on GET, the list carries only
+    # active rows without result_url, and new generations start as `processing`.
+    legacy_api: bool = False
+    seed: int = 0
+
+
+@dataclass
+class SimGeneration:
+    generation_id: str
+    model: str
+    prompt: str | None
+    params: dict[str, Any]
+    status: str
+    enqueued_at: float
+    due_at: float
+    will_fail: bool
+    started_at: float | None = None
+    completed_at: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class RequestRecord:
+    at: float
+    method: str
+    kind: str
+    generation_id: str | None
+    streams_open: int
+
+
+@dataclass
+class Simulator:
+    """The provider's state, its request log and its event subscribers."""
+
+    options: SimulatorOptions = field(default_factory=SimulatorOptions)
+    base_url: str = "http://127.0.0.1"
+    generations: dict[str, SimGeneration] = field(default_factory=dict)
+    requests: list[RequestRecord] = field(default_factory=list)
+    events_sent: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.options.seed)
+        self._subscribers: set[MemoryObjectSendStream[bytes]] = set()
+        self._due: list[tuple[float, str]] = []
+        self._wake: anyio.Event | None = None
+        self._group: TaskGroup | None = None
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ---- what tests read --------------------------------------------------------------
+
+    def count(self, kind: str) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if r.kind == kind)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(Counter(r.kind for r in self.requests))
+
+    def polls_while_streaming(self) -> int:
+        """Status look-ups made while at least one event stream was connected."""
+        with self._lock:
+            return sum(
+                1 for r in self.requests if r.kind in ("get", "list", "record") and r.streams_open
+            )
+
+    @property
+    def streams_open(self) -> int:
+        return len(self._subscribers)
+
+    @staticmethod
+    def content_for(generation_id: str, size: int) -> bytes:
+        """The bytes served as a generation's result: deterministic, unique per id."""
+        seed = hashlib.sha256(generation_id.encode()).digest()
+        block = b"\x00\x00\x00\x18ftypmp42" + seed * 64
+        return (block * (size // len(block) + 1))[:size]
+
+    # ---- the app ------------------------------------------------------------------------
+
+    def app(self) -> Starlette:
+        routes = [
+            Route("/api/ai/queue", self._enqueue, methods=["POST"]),
+            Route("/api/ai/queue", self._list, methods=["GET"]),
+            Route("/api/ai/queue/{generation_id}", self._get, methods=["GET"]),
+            Route("/api/ai/queue/{generation_id}", self._cancel, methods=["DELETE"]),
+            Route("/api/ai/generations/{generation_id}", self._record, methods=["GET"]),
+            Route("/api/events", self._events, methods=["GET"]),
+            Route("/api/repos/sim/files/{name}", self._download, methods=["GET"]),
+            Route("/_sim/stats", self._stats, methods=["GET"]),
+        ]
+        return Starlette(routes=routes, lifespan=self._lifespan)
+
+    def call_soon(self, action: Callable[[], None]) -> None:
+        """Run `action` on the server's own loop (the simulator is not thread-safe)."""
+        if self._loop is None:
+            action()
+        else:
+            self._loop.call_soon_threadsafe(action)
+
+    @asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self._loop = asyncio.get_running_loop()
+        async with anyio.create_task_group() as group:
+            self._group = group
+            self._wake = anyio.Event()
+            group.start_soon(self._scheduler)
+            yield
+            group.cancel_scope.cancel()
+
+    def _record_request(self, method: str, kind: str, generation_id: str | None = None) -> None:
+        with self._lock:
+            self.requests.append(
+                RequestRecord(time.time(), method, kind, generation_id, len(self._subscribers))
+            )
+
+    def _authorised(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+        if not token:
+            return False
+        return self.options.api_key is None or token == self.options.api_key
+
+    @staticmethod
+    def _unauthenticated() -> JSONResponse:
+        return JSONResponse({"status": "error", "status_message": "unauthenticated"}, 401)
+
+    @staticmethod
+    def _not_found(what: str) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": {"type": "resource_not_found", "title": f"{what} not found"},
+                "status": "error",
+                "status_message": "resource_not_found",
+            },
+            404,
+        )
+
+    async def _enqueue(self, request: Request) -> Response:
+        self._record_request("POST", "enqueue")
+        if not self._authorised(request):
+            return self._unauthenticated()
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _invalid("body is not JSON")
+        if not isinstance(body, dict):
+            return _invalid("body must be an object")
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return _invalid("model is required")
+        if model.startswith("bad-") or model == "no-such-model":
+            return JSONResponse({"error": {"message": f"Model not found: {model}"}}, 404)
+        count = body.get("num_generations", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
+            return _invalid("num_generations must be between 1 and 4")
+        params = {k: v for k, v in body.items() if k not in ("model", "num_generations")}
+        created = [self._create(model, params) for _ in range(count)]
+        return JSONResponse(
+            {
+                "generations": [
+                    {"generation_id": g.generation_id, "status": g.status} for g in created
+                ]
+            }
+        )
+
+    def _create(self, model: str, params: dict[str, Any]) -> SimGeneration:
+        low, high = self.options.complete_after_s
+        now = time.time()
+        generation = SimGeneration(
+            generation_id=str(uuid.UUID(int=self._random.getrandbits(128), version=4)),
+            model=model,
+            prompt=params.get("prompt"),
+            params=params,
+            status="processing" if self.options.legacy_api else "queued",
+            enqueued_at=now,
+            due_at=now + self._random.uniform(low, high),
+            will_fail=self._random.random() < self.options.failure_rate,
+        )
+        self.generations[generation.generation_id] = generation
+        heapq.heappush(self._due, (generation.due_at, generation.generation_id))
+        if self._wake is not None:
+            self._wake.set()
+        return generation
+
+    async def _scheduler(self) -> None:
+        while True:
+            now = time.time()
+            while self._due and self._due[0][0] <= now:
+                _, generation_id = heapq.heappop(self._due)
+                self.finish(generation_id)
+            assert self._wake is not None
+            self._wake = anyio.Event()
+            timeout = (self._due[0][0] - now) if self._due else 3600.0
+            with anyio.move_on_after(max(0.0, timeout)):
+                await self._wake.wait()
+
+    def finish(self, generation_id: str) -> None:
+        """Complete a generation now, as the simulated model would, and announce it."""
+        generation = self.generations.get(generation_id)
+        if generation is None or generation.status in TERMINAL:
+            return
+        generation.started_at = generation.started_at or generation.enqueued_at
+        generation.completed_at = time.time()
+        if generation.will_fail:
+            generation.status = "failed"
+            generation.error = "simulated failure"
+            data: dict[str, Any] = {
+                "generation_id": generation_id,
+                "status": "failed",
+                "media_type": "video",
+                "error": generation.error,
+            }
+        else:
+            generation.status = "succeeded"
+            data = {
+                "generation_id": generation_id,
+                "status": "succeeded",
+                "media_type": "video",
+                "model": generation.model,
+                "url": self.result_url(generation_id),
+            }
+        self.publish("media_generation_completed", data)
+
+    def publish(self, event_type: str, data: dict[str, Any] | str) -> None:
+        """Send one event to every connected stream (none are replayed later)."""
+        text = data if isinstance(data, str) else json.dumps(data)
+        if isinstance(data, dict):
+            self.events_sent.append(data)
+        frame = f"event: {event_type}\ndata: {text}\n\n".encode()
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber.send_nowait(frame)
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self._subscribers.discard(subscriber)
+                subscriber.close()
+
+    def drop_streams(self) -> None:
+        """End every open event stream now."""
+        for subscriber in list(self._subscribers):
+            self._subscribers.discard(subscriber)
+            subscriber.close()
+
+    def result_url(self, generation_id: str) -> str:
+        return f"{self.base_url}/api/repos/sim/files/{generation_id}.mp4?sig=sim"
+
+    def _rest_view(self, generation: SimGeneration) -> dict[str, Any]:
+        succeeded = generation.status == "succeeded"
+        view: dict[str, Any] = {
+            "generation_id": generation.generation_id,
+            "model_name": generation.model,
+            "prompt": generation.prompt,
+            "media_type": "video",
+            "status": generation.status,
+            "result_url": self.result_url(generation.generation_id) if succeeded else None,
+            "error_message": generation.error,
+            "enqueued_at": int(generation.enqueued_at),
+            "started_at": int(generation.started_at) if generation.started_at else None,
+            "completed_at": int(generation.completed_at) if generation.completed_at else None,
+        }
+        if self.options.legacy_api:
+            view["model"] = view.pop("model_name")
+        return view
+
+    async def _get(self, request: Request) -> Response:
+        generation_id = request.path_params["generation_id"]
+        self._record_request("GET", "get", generation_id)
+        if not self._authorised(request):
+            return self._unauthenticated()
+        generation = self.generations.get(generation_id)
+        if generation is None:
+            return self._not_found("generation")
+        if self.options.legacy_api and generation.status in TERMINAL:
+            return self._not_found("generation")
+        return JSONResponse(self._rest_view(generation))
+
+    async def _record(self, request: Request) -> Response:
+        generation_id = request.path_params["generation_id"]
+        self._record_request("GET", "record", generation_id)
+        if not self._authorised(request):
+            return self._unauthenticated()
+        generation = self.generations.get(generation_id)
+        if generation is None:
+            return self._not_found("generation")
+        return JSONResponse(
+            {
+                "generation": {**self._rest_view(generation), "cost": 0.0},
+                "status": "success",
+                "status_message": "resource_found",
+            }
+        )
+
+    async def _list(self, request: Request) -> Response:
+        self._record_request("GET", "list")
+        if not self._authorised(request):
+            return self._unauthenticated()
+        wanted = request.query_params.get("status")
+        rows = []
+        for generation in self.generations.values():
+            active = generation.status not in TERMINAL
+            if self.options.legacy_api or wanted is None:
+                if not active:
+                    continue
+            elif generation.status != wanted:
+                continue
+            view = self._rest_view(generation)
+            if self.options.legacy_api:
+                view.pop("result_url")
+            rows.append(view)
+        return JSONResponse({"count": len(rows), "generations": rows})
+
+    async def _cancel(self, request: Request) -> Response:
+        generation_id = request.path_params["generation_id"]
+        self._record_request("DELETE", "cancel", generation_id)
+        if not self._authorised(request):
+            return self._unauthenticated()
+        generation = self.generations.get(generation_id)
+        if generation is None or (self.options.legacy_api and generation.status in TERMINAL):
+            return self._not_found("generation")
+        if generation.status not in TERMINAL:
+            generation.status = "cancelled"
+            generation.completed_at = time.time()
+        return JSONResponse({"status": "success", "generation_id": generation_id})
+
+    async def _events(self, request: Request) -> Response:
+        self._record_request("GET", "events")
+        if not self._authorised(request):
+            return self._unauthenticated()
+        send, receive = anyio.create_memory_object_stream[bytes](_SUBSCRIBER_BUFFER)
+        # Subscribed before the answer is sent: events from now on reach this caller.
+        self._subscribers.add(send)
+        keepalive_s = self.options.keepalive_s
+
+        async def frames() -> AsyncIterator[bytes]:
+            try:
+                async with receive:
+                    while True:
+                        with anyio.move_on_after(keepalive_s) as idle:
+                            frame = await receive.receive()
+                        if idle.cancelled_caught:
+                            yield b": keep-alive\n\n"
+                        else:
+                            yield frame
+            except anyio.EndOfStream:
+                return
+            finally:
+                self._subscribers.discard(send)
+
+        return StreamingResponse(
+            frames(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    async def _download(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        generation_id = name.removesuffix(".mp4")
+        self._record_request("GET", "download", generation_id)
+        generation = self.generations.get(generation_id)
+        if generation is None or generation.status != "succeeded":
+            return Response("no such object", 404)
+        body = self.content_for(generation_id, self.options.result_bytes)
+        start = _range_start(request.headers.get("range"))
+        if start is not None and 0 < start < len(body):
+            return Response(
+                body[start:],
+                206,
+                media_type="video/mp4",
+                headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"},
+            )
+        return Response(body, media_type="video/mp4")
+
+    async def _stats(self, _request: Request) -> Response:
+        return JSONResponse(
+            {
+                "requests": self.counts(),
+                "polls_while_streaming": self.polls_while_streaming(),
+                "streams_open": self.streams_open,
+                "generations": dict(Counter(g.status for g in self.generations.values())),
+            }
+        )
+
+
+def _invalid(detail: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": {"type": "invalid_params", "title": "Invalid parameters", "detail": detail},
+            "status": "error",
+            "status_message": "invalid_params",
+        },
+        400,
+    )
+
+
+def _range_start(header: str | None) -> int | None:
+    if not header or not header.startswith("bytes="):
+        return None
+    first = header.removeprefix("bytes=").split(",", 1)[0]
+    start, _, _end = first.partition("-")
+    return int(start) if start.isdigit() else None
+
+
+def bind_loopback(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
+def make_server(simulator: Simulator, sock: socket.socket) -> uvicorn.Server:
+    host, port = sock.getsockname()[:2]
+    simulator.base_url = f"http://{host}:{port}"
+    config = uvicorn.Config(
+        simulator.app(),
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+        access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+@contextmanager
+def running_simulator(
+    simulator: Simulator | None = None, *, port: int = 0, timeout_s: float = 10.0
+) -> Iterator[Simulator]:
+    """Serve a simulator from a background thread for the duration of the block."""
+    sim = simulator or Simulator()
+    sock = bind_loopback(port)
+    server = make_server(sim, sock)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the simulator did not start")
+        time.sleep(0.01)
+    try:
+        yield sim
+    finally:
+        server.should_exit = True
+        thread.join(timeout_s)
+        sock.close()

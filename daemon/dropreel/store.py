@@ -1,0 +1,490 @@
+"""The state database: one SQLite file in WAL mode; every transition is one transaction."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import anyio
+
+from dropreel.lifecycle import JobState, Phase, RemoteStatus
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE jobs (
+    job_id        TEXT PRIMARY KEY,
+    source_name   TEXT NOT NULL,
+    source_path   TEXT NOT NULL,
+    kept_path     TEXT,
+    stem          TEXT NOT NULL,
+    request       TEXT,
+    state         TEXT NOT NULL,
+    error         TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    submitted_at  REAL,
+    finished_at   REAL,
+    manifest_path TEXT
+);
+CREATE INDEX jobs_state ON jobs (state);
+CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
+CREATE TABLE generations (
+    generation_id TEXT PRIMARY KEY,
+    job_id        TEXT NOT NULL REFERENCES jobs (job_id),
+    idx           INTEGER NOT NULL,
+    remote_status TEXT NOT NULL,
+    phase         TEXT NOT NULL,
+    result_url    TEXT,
+    error         TEXT,
+    output_path   TEXT,
+    enqueued_at   REAL NOT NULL,
+    completed_at  REAL,
+    delivered_at  REAL,
+    download_attempts INTEGER NOT NULL DEFAULT 0,
+    hook_attempts INTEGER NOT NULL DEFAULT 0,
+    hook_error    TEXT,
+    hooked_at     REAL,
+    UNIQUE (job_id, idx)
+);
+CREATE INDEX generations_phase ON generations (phase);
+CREATE TABLE history (
+    seq           INTEGER PRIMARY KEY,
+    at            REAL NOT NULL,
+    job_id        TEXT NOT NULL,
+    generation_id TEXT,
+    what          TEXT NOT NULL,
+    detail        TEXT
+);
+CREATE INDEX history_job ON history (job_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    job_id: str
+    source_name: str
+    source_path: str
+    kept_path: str | None
+    stem: str
+    request: Mapping[str, Any] | None
+    state: JobState
+    error: str | None
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    finished_at: float | None
+    manifest_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRow:
+    generation_id: str
+    job_id: str
+    idx: int
+    remote_status: RemoteStatus
+    phase: Phase
+    result_url: str | None
+    error: str | None
+    output_path: str | None
+    enqueued_at: float
+    completed_at: float | None
+    delivered_at: float | None
+    download_attempts: int
+    hook_attempts: int
+    hook_error: str | None
+    hooked_at: float | None
+
+
+def _job(row: aiosqlite.Row) -> JobRow:
+    request = row["request"]
+    return JobRow(
+        job_id=row["job_id"],
+        source_name=row["source_name"],
+        source_path=row["source_path"],
+        kept_path=row["kept_path"],
+        stem=row["stem"],
+        request=json.loads(request) if request is not None else None,
+        state=JobState(row["state"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        submitted_at=row["submitted_at"],
+        finished_at=row["finished_at"],
+        manifest_path=row["manifest_path"],
+    )
+
+
+def _generation(row: aiosqlite.Row) -> GenerationRow:
+    return GenerationRow(
+        generation_id=row["generation_id"],
+        job_id=row["job_id"],
+        idx=row["idx"],
+        remote_status=RemoteStatus(row["remote_status"]),
+        phase=Phase(row["phase"]),
+        result_url=row["result_url"],
+        error=row["error"],
+        output_path=row["output_path"],
+        enqueued_at=row["enqueued_at"],
+        completed_at=row["completed_at"],
+        delivered_at=row["delivered_at"],
+        download_attempts=row["download_attempts"],
+        hook_attempts=row["hook_attempts"],
+        hook_error=row["hook_error"],
+        hooked_at=row["hooked_at"],
+    )
+
+
+class Store:
+    """All reads and writes of dropreel's state."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+        # One connection, many tasks: a transaction must not interleave with another's statements.
+        self._lock = anyio.Lock()
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: Path, *, read_only: bool = False) -> AsyncIterator[Store]:
+        if read_only:
+            connection = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            connection.row_factory = aiosqlite.Row
+            await connection.execute("PRAGMA busy_timeout = 5000")
+            if not read_only:
+                await connection.execute("PRAGMA journal_mode = WAL")
+                await connection.execute("PRAGMA synchronous = FULL")
+                await connection.execute("PRAGMA foreign_keys = ON")
+            store = cls(connection)
+            await store._migrate(read_only)
+            yield store
+        finally:
+            await connection.close()
+
+    async def _migrate(self, read_only: bool) -> None:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"the database has schema version {version}; this dropreel knows {SCHEMA_VERSION}"
+            )
+        if read_only:
+            raise RuntimeError("the database has not been initialised yet (start the daemon once)")
+        async with self._transaction() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._db.execute("ROLLBACK")
+                raise
+            else:
+                # The commit is the durable write: finish it even if we are being cancelled.
+                with anyio.CancelScope(shield=True):
+                    await self._db.execute("COMMIT")
+
+    async def _fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
+        async with self._lock, self._db.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    @staticmethod
+    async def _log(
+        db: aiosqlite.Connection,
+        job_id: str,
+        what: str,
+        detail: str | None = None,
+        generation_id: str | None = None,
+    ) -> None:
+        await db.execute(
+            "INSERT INTO history (at, job_id, generation_id, what, detail) VALUES (?, ?, ?, ?, ?)",
+            (time.time(), job_id, generation_id, what, detail),
+        )
+
+    # ---- jobs -------------------------------------------------------------------------
+
+    async def stem_taken(self, stem: str) -> bool:
+        rows = await self._fetch_all(
+            "SELECT 1 FROM jobs WHERE stem = ? AND state != 'failed' LIMIT 1", (stem,)
+        )
+        return bool(rows)
+
+    async def begin_claim(
+        self,
+        *,
+        job_id: str,
+        source_name: str,
+        source_path: str,
+        kept_path: str,
+        stem: str,
+        request: Mapping[str, Any],
+    ) -> None:
+        """Record a job before its file leaves the inbox, so a crash mid-move is recoverable."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem, request,"
+                " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    source_name,
+                    source_path,
+                    kept_path,
+                    stem,
+                    json.dumps(request, ensure_ascii=False),
+                    JobState.CLAIMING,
+                    now,
+                    now,
+                ),
+            )
+            await self._log(db, job_id, "claiming", source_path)
+
+    async def record_rejected(
+        self,
+        *,
+        job_id: str,
+        source_name: str,
+        source_path: str,
+        kept_path: str,
+        stem: str,
+        reason: str,
+    ) -> None:
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem, state,"
+                " error, created_at, updated_at, finished_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    source_name,
+                    source_path,
+                    kept_path,
+                    stem,
+                    JobState.FAILED,
+                    reason,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            await self._log(db, job_id, "rejected", reason)
+
+    async def set_job_state(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        error: str | None = None,
+        kept_path: str | None = None,
+    ) -> None:
+        now = time.time()
+        finished = now if state in (JobState.FAILED, JobState.COMPLETED) else None
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET state = ?, updated_at = ?, error = COALESCE(?, error),"
+                " kept_path = COALESCE(?, kept_path), finished_at = COALESCE(?, finished_at)"
+                " WHERE job_id = ?",
+                (state, now, error, kept_path, finished, job_id),
+            )
+            await self._log(db, job_id, state.value, error)
+
+    async def record_submission(
+        self, job_id: str, generations: list[tuple[str, RemoteStatus]]
+    ) -> None:
+        """The POST's answer: the job's generations exist and are billed."""
+        now = time.time()
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO generations (generation_id, job_id, idx, remote_status, phase,"
+                " enqueued_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (gid, job_id, idx, status, Phase.WAITING, now)
+                    for idx, (gid, status) in enumerate(generations, start=1)
+                ],
+            )
+            await db.execute(
+                "UPDATE jobs SET state = ?, submitted_at = ?, updated_at = ? WHERE job_id = ?",
+                (JobState.SUBMITTED, now, now, job_id),
+            )
+            await self._log(db, job_id, "submitted", ",".join(g for g, _ in generations))
+
+    async def complete_job(self, job_id: str, manifest_path: str) -> None:
+        now = time.time()
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET state = ?, manifest_path = ?, updated_at = ?, finished_at = ?"
+                " WHERE job_id = ?",
+                (JobState.COMPLETED, manifest_path, now, now, job_id),
+            )
+            await self._log(db, job_id, "completed", manifest_path)
+
+    async def job(self, job_id: str) -> JobRow | None:
+        rows = await self._fetch_all("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    async def jobs(self, states: Iterable[JobState] | None = None) -> list[JobRow]:
+        if states is None:
+            rows = await self._fetch_all("SELECT * FROM jobs ORDER BY created_at, job_id")
+        else:
+            wanted = [s.value for s in states]
+            marks = ",".join("?" * len(wanted))
+            rows = await self._fetch_all(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created_at, job_id",  # noqa: S608
+                wanted,
+            )
+        return [_job(r) for r in rows]
+
+    async def jobs_ready_to_complete(self) -> list[str]:
+        """Submitted jobs whose every generation is delivered or terminal."""
+        rows = await self._fetch_all(
+            "SELECT j.job_id FROM jobs j WHERE j.state = 'submitted' AND NOT EXISTS ("
+            " SELECT 1 FROM generations g WHERE g.job_id = j.job_id"
+            " AND g.phase IN ('waiting', 'downloading'))"
+        )
+        return [r["job_id"] for r in rows]
+
+    async def history(self, job_id: str) -> list[aiosqlite.Row]:
+        return await self._fetch_all(
+            "SELECT * FROM history WHERE job_id = ? ORDER BY seq", (job_id,)
+        )
+
+    # ---- generations ----------------------------------------------------------------
+
+    async def generation(self, generation_id: str) -> GenerationRow | None:
+        rows = await self._fetch_all(
+            "SELECT * FROM generations WHERE generation_id = ?", (generation_id,)
+        )
+        return _generation(rows[0]) if rows else None
+
+    async def generations_of(self, job_id: str) -> list[GenerationRow]:
+        rows = await self._fetch_all(
+            "SELECT * FROM generations WHERE job_id = ? ORDER BY idx", (job_id,)
+        )
+        return [_generation(r) for r in rows]
+
+    async def generations_in(self, phase: Phase) -> list[GenerationRow]:
+        rows = await self._fetch_all(
+            "SELECT * FROM generations WHERE phase = ? ORDER BY enqueued_at", (phase.value,)
+        )
+        return [_generation(r) for r in rows]
+
+    async def all_generations(self) -> list[GenerationRow]:
+        rows = await self._fetch_all("SELECT * FROM generations ORDER BY job_id, idx")
+        return [_generation(r) for r in rows]
+
+    async def update_remote_status(self, generation_id: str, status: RemoteStatus) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET remote_status = ? WHERE generation_id = ?",
+                (status, generation_id),
+            )
+
+    async def record_finished(
+        self,
+        generation: GenerationRow,
+        status: RemoteStatus,
+        next_phase: Phase,
+        *,
+        result_url: str | None,
+        error: str | None,
+        source: str,
+    ) -> None:
+        """The provider says the generation is terminal (or gave a fresher result URL)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET remote_status = ?, phase = ?, result_url = ?, error = ?,"
+                " completed_at = COALESCE(completed_at, ?) WHERE generation_id = ?",
+                (status, next_phase, result_url, error, time.time(), generation.generation_id),
+            )
+            await self._log(
+                db,
+                generation.job_id,
+                f"generation {status.value}",
+                f"via {source}" + (f": {error}" if error else ""),
+                generation.generation_id,
+            )
+
+    async def record_download_failure(self, generation_id: str, job_id: str, error: str) -> int:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET download_attempts = download_attempts + 1"
+                " WHERE generation_id = ?",
+                (generation_id,),
+            )
+            await self._log(db, job_id, "download failed", error, generation_id)
+            async with db.execute(
+                "SELECT download_attempts FROM generations WHERE generation_id = ?",
+                (generation_id,),
+            ) as cursor:
+                row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def record_delivered(
+        self, generation: GenerationRow, output_path: str | None, error: str | None = None
+    ) -> None:
+        """The result is in the outbox (or will never be): the hook is next."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET phase = ?, output_path = ?, delivered_at = ?,"
+                " error = COALESCE(?, error) WHERE generation_id = ?",
+                (Phase.HOOKING, output_path, time.time(), error, generation.generation_id),
+            )
+            await self._log(
+                db,
+                generation.job_id,
+                "delivered" if error is None else "delivery failed",
+                output_path or error,
+                generation.generation_id,
+            )
+
+    async def record_hook_attempt(
+        self, generation: GenerationRow, *, error: str | None, give_up: bool
+    ) -> None:
+        done = error is None or give_up
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET hook_attempts = hook_attempts + 1, hook_error = ?,"
+                " phase = ?, hooked_at = CASE WHEN ? IS NULL THEN ? ELSE hooked_at END"
+                " WHERE generation_id = ?",
+                (
+                    error,
+                    Phase.DONE if done else Phase.HOOKING,
+                    error,
+                    time.time(),
+                    generation.generation_id,
+                ),
+            )
+            await self._log(
+                db,
+                generation.job_id,
+                "hook ok" if error is None else ("hook gave up" if give_up else "hook failed"),
+                error,
+                generation.generation_id,
+            )
+
+    async def mark_hook_skipped(self, generation: GenerationRow) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET phase = ? WHERE generation_id = ?",
+                (Phase.DONE, generation.generation_id),
+            )

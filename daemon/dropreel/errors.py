@@ -41,6 +41,10 @@ class RequestRefused(ProviderError):
     """A 4xx that retrying cannot fix (bad model, bad parameters, no credit)."""
 
 
+class ResultUrlRefused(RequestRefused):
+    """A result URL answered 4xx: presigned URLs expire, so ask REST for a fresh one."""
+
+
 class AuthRefused(ProviderError):
     """401/403: the API key is missing, wrong or lacks rights."""
 

@@ -19,6 +19,7 @@ from dropreel.errors import (
     MalformedAnswer,
     ProviderError,
     RequestRefused,
+    ResultUrlRefused,
     RetryableProviderError,
 )
 from dropreel.lifecycle import RemoteStatus
@@ -172,7 +173,11 @@ class OxenClient:
         async with self._http.stream("GET", url, headers=headers) as response:
             if response.status_code >= 300:
                 await response.aread()
-                raise_for_answer(response, f"GET {target.path or '/'} (result download)")
+                what = f"GET {target.path or '/'} (result download)"
+                code = response.status_code
+                if 400 <= code < 500 and code != 429:
+                    raise ResultUrlRefused(what, code, error_message(response))
+                raise_for_answer(response, what)
             yield response
 
     @asynccontextmanager

@@ -23,6 +23,7 @@ from dropreel.errors import (
     AuthRefused,
     DropreelError,
     RequestRefused,
+    ResultUrlRefused,
     RetryableProviderError,
 )
 from dropreel.events import Ending, StreamHealth, run_session
@@ -101,6 +102,14 @@ class Daemon:
         self._submit_send, self._submit_recv = _queue()
         self._deliver_send, self._deliver_recv = _queue()
         self._hook_send, self._hook_recv = _queue()
+        self._streams: tuple[MemoryObjectSendStream[str] | MemoryObjectReceiveStream[str], ...] = (
+            self._submit_send,
+            self._submit_recv,
+            self._deliver_send,
+            self._deliver_recv,
+            self._hook_send,
+            self._hook_recv,
+        )
         self._completion_lock = anyio.Lock()
         self._downloader = Downloader(provider, settings.outbox_dir)
         self.reconciler = Reconciler(provider, lambda: list(self.matcher.pending), self.observe)
@@ -131,6 +140,24 @@ class Daemon:
             folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         inbox_stop = anyio.Event()
+        try:
+            await self._run_tasks(stop, inbox_stop, until_idle)
+        finally:
+            for stream in self._streams:
+                stream.close()
+        log.info(
+            "stopped",
+            uptime_s=round(time.monotonic() - started, 3),
+            waiting=len(self.matcher.pending),
+            stream_connects=self.health.connects,
+            reconcile_rounds=self.reconciler.rounds,
+            **asdict(self.counters),
+        )
+        return self.counters
+
+    async def _run_tasks(
+        self, stop: anyio.Event, inbox_stop: anyio.Event, until_idle: bool
+    ) -> None:
         async with anyio.create_task_group() as group:
             self._group = group
             await self._recover()
@@ -154,15 +181,6 @@ class Daemon:
             await stop.wait()
             inbox_stop.set()
             group.cancel_scope.cancel()
-        log.info(
-            "stopped",
-            uptime_s=round(time.monotonic() - started, 3),
-            waiting=len(self.matcher.pending),
-            stream_connects=self.health.connects,
-            reconcile_rounds=self.reconciler.rounds,
-            **asdict(self.counters),
-        )
-        return self.counters
 
     def _spawn_later(self, delay_s: float, send: MemoryObjectSendStream[str], item: str) -> None:
         async def later() -> None:
@@ -400,13 +418,18 @@ class Daemon:
             attempts = await self.store.record_download_failure(
                 generation.generation_id, job.job_id, str(exc)
             )
+            refreshed = isinstance(exc, ResultUrlRefused) and await self._refresh_url(generation)
             settings = self.settings.delivery
             if attempts >= settings.max_attempts:
                 reason = f"download failed {attempts} times; last error: {exc}"
                 await self.store.record_delivered(generation, None, error=reason)
                 bound.error("download abandoned", error=str(exc), attempts=attempts)
                 return True
-            delay = backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
+            delay = (
+                0.0
+                if refreshed
+                else backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
+            )
             bound.warning("download failed", error=str(exc), retry_in_s=round(delay, 2))
             self._spawn_later(delay, self._deliver_send, generation.generation_id)
             return False
@@ -414,6 +437,22 @@ class Daemon:
         self.counters.download_bytes += path.stat().st_size
         await self.store.record_delivered(generation, str(path))
         bound.info("delivered", path=str(path))
+        return True
+
+    async def _refresh_url(self, generation: GenerationRow) -> bool:
+        """Presigned result URLs expire: ask REST for a fresh one. True if we got one."""
+        try:
+            remote = await self.provider.get(generation.generation_id)
+        except (httpx.HTTPError, DropreelError) as exc:
+            log.warning(
+                "could not refresh result URL",
+                generation_id=generation.generation_id,
+                error=str(exc),
+            )
+            return False
+        if not remote.result_url or remote.result_url == generation.result_url:
+            return False
+        await self.store.update_result_url(generation.generation_id, remote.result_url)
         return True
 
     async def _maybe_complete(self, job_id: str) -> None:

@@ -44,6 +44,12 @@ class SimulatorOptions:
     # active rows without result_url, and new generations start as `processing`.
     legacy_api: bool = False
     seed: int = 0
+    # Finish each new generation and announce it before the POST is answered (the race).
+    complete_before_answer: bool = False
+    # Answer /api/events with this status instead of a stream (None: stream normally).
+    refuse_events_with: int | None = None
+    # Statuses (with headers) for the next POSTs, consumed one per POST; nothing is created.
+    fail_next_enqueues: list[tuple[int, dict[str, str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -181,6 +187,11 @@ class Simulator:
         self._record_request("POST", "enqueue")
         if not self._authorised(request):
             return self._unauthenticated()
+        if self.options.fail_next_enqueues:
+            status, headers = self.options.fail_next_enqueues.pop(0)
+            return JSONResponse(
+                {"error": {"message": f"simulated {status}"}}, status, headers=headers
+            )
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -197,13 +208,15 @@ class Simulator:
             return _invalid("num_generations must be between 1 and 4")
         params = {k: v for k, v in body.items() if k not in ("model", "num_generations")}
         created = [self._create(model, params) for _ in range(count)]
-        return JSONResponse(
-            {
-                "generations": [
-                    {"generation_id": g.generation_id, "status": g.status} for g in created
-                ]
-            }
-        )
+        if self.options.complete_before_answer:
+            for generation in created:
+                self.finish(generation.generation_id)
+            # Let the stream writers flush the events before this answer goes out.
+            await anyio.sleep(0.05)
+        # The answer states each generation as it was created, even if it finished since.
+        initial = "processing" if self.options.legacy_api else "queued"
+        rows = [{"generation_id": g.generation_id, "status": initial} for g in created]
+        return JSONResponse({"generations": rows})
 
     def _create(self, model: str, params: dict[str, Any]) -> SimGeneration:
         low, high = self.options.complete_after_s
@@ -367,6 +380,9 @@ class Simulator:
         self._record_request("GET", "events")
         if not self._authorised(request):
             return self._unauthenticated()
+        if self.options.refuse_events_with is not None:
+            status = self.options.refuse_events_with
+            return JSONResponse({"error": {"message": f"simulated {status}"}}, status)
         send, receive = anyio.create_memory_object_stream[bytes](_SUBSCRIBER_BUFFER)
         # Subscribed before the answer is sent: events from now on reach this caller.
         self._subscribers.add(send)
@@ -386,6 +402,7 @@ class Simulator:
                 return
             finally:
                 self._subscribers.discard(send)
+                send.close()
 
         return StreamingResponse(
             frames(),

@@ -424,6 +424,13 @@ class Store:
                 generation.generation_id,
             )
 
+    async def update_result_url(self, generation_id: str, result_url: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET result_url = ? WHERE generation_id = ?",
+                (result_url, generation_id),
+            )
+
     async def record_download_failure(self, generation_id: str, job_id: str, error: str) -> int:
         async with self._transaction() as db:
             await db.execute(

@@ -1,0 +1,87 @@
+"""Running a real Daemon in-process against the simulator on loopback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from pydantic import SecretStr
+
+from dropreel.config import Settings, load_settings
+from dropreel.oxen import OxenClient
+from dropreel.service import Daemon
+from dropreel.simulator import Simulator
+from dropreel.store import Store
+
+KEY = SecretStr("sk-test-key-123")
+
+# Appends the JSON it is given on stdin, one line per run, to the file named in argv[1].
+HOOK_SCRIPT = "import sys; line = sys.stdin.read().strip(); open(sys.argv[1], 'a').write(line + '\\n')"
+
+
+def write_config(root: Path, simulator: Simulator, **sections: Mapping[str, Any]) -> Path:
+    """A config for a daemon in `root`, with quick timings, talking to `simulator`."""
+    tables: dict[str, dict[str, Any]] = {
+        "oxen": {"base_url": simulator.base_url},
+        "inbox": {"settle_s": 0.0},
+        "events": {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.3, "idle_timeout_s": 5.0},
+        "poll": {"interval_s": 0.3},
+        "delivery": {"retry_initial_s": 0.05},
+        "hooks": {"retry_initial_s": 0.05},
+    }
+    for name, values in sections.items():
+        tables.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    config = root / "dropreel.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return config
+
+
+def hook_argv(log: Path) -> list[str]:
+    return [sys.executable, "-c", HOOK_SCRIPT, str(log)]
+
+
+def settings_for(root: Path, simulator: Simulator, **sections: Mapping[str, Any]) -> Settings:
+    return load_settings(write_config(root, simulator, **sections), environ={})
+
+
+async def run_daemon(
+    settings: Settings,
+    *,
+    until_idle: bool = True,
+    stop: anyio.Event | None = None,
+    timeout_s: float = 30.0,
+    environ: Mapping[str, str] | None = None,
+) -> Daemon:
+    """Run a daemon until idle (or until `stop`), failing the test if it takes too long."""
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http,
+        Store.open(settings.database_path) as store,
+    ):
+        client = OxenClient(
+            http,
+            base_url=str(settings.oxen.base_url),
+            api_key=KEY,
+            idle_timeout_s=settings.events.idle_timeout_s,
+        )
+        daemon = Daemon(
+            settings, store, client, client, api_key=KEY,
+            environ=environ if environ is not None else {"PATH": "/usr/bin:/bin"},
+        )
+        with anyio.fail_after(timeout_s):
+            await daemon.run(stop or anyio.Event(), until_idle=until_idle)
+        return daemon
+
+
+def hook_lines(log: Path) -> list[dict[str, str]]:
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]

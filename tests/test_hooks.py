@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
+from dropreel.lifecycle import JobState, Phase, RemoteStatus
+from dropreel.store import GenerationRow, JobRow
+
+JOB = JobRow(
+    job_id="j1", source_name="cat.txt", source_path="/in/cat.txt", kept_path=None, stem="cat",
+    request={"model": "m"}, state=JobState.SUBMITTED, error=None, created_at=0.0,
+    updated_at=0.0, submitted_at=0.0, finished_at=None, manifest_path=None,
+)
+
+
+def generation(status: RemoteStatus, output: str | None, error: str | None) -> GenerationRow:
+    return GenerationRow(
+        generation_id="g1", job_id="j1", idx=1, remote_status=status, phase=Phase.HOOKING,
+        result_url=None, error=error, output_path=output, enqueued_at=0.0, completed_at=None,
+        delivered_at=None, download_attempts=0, hook_attempts=0, hook_error=None, hooked_at=None,
+    )
+
+
+def test_a_success_tells_the_hook_where_the_file_is() -> None:
+    fields = hook_fields(JOB, generation(RemoteStatus.SUCCEEDED, "/out/cat.mp4", None))
+    assert fields == {
+        "DROPREEL_JOB_ID": "j1",
+        "DROPREEL_JOB_NAME": "cat",
+        "DROPREEL_GENERATION_ID": "g1",
+        "DROPREEL_STATUS": "succeeded",
+        "DROPREEL_OUTPUT": "/out/cat.mp4",
+        "DROPREEL_ERROR": "",
+    }
+
+
+def test_a_failure_has_no_output_and_says_why() -> None:
+    fields = hook_fields(JOB, generation(RemoteStatus.FAILED, None, "Insufficient credits"))
+    assert fields["DROPREEL_STATUS"] == "failed"
+    assert fields["DROPREEL_OUTPUT"] == ""
+    assert fields["DROPREEL_ERROR"] == "Insufficient credits"
+
+
+def test_a_success_we_could_not_download_is_a_failure() -> None:
+    fields = hook_fields(JOB, generation(RemoteStatus.SUCCEEDED, None, "download failed 5 times"))
+    assert fields["DROPREEL_STATUS"] == "failed"
+    assert fields["DROPREEL_ERROR"] == "download failed 5 times"
+
+
+def test_unknown_outcomes_are_reported_as_failed() -> None:
+    fields = hook_fields(JOB, generation(RemoteStatus.UNKNOWN, None, "forgotten"))
+    assert fields["DROPREEL_STATUS"] == "failed"
+
+
+def test_stdin_carries_the_same_facts_as_json() -> None:
+    fields = hook_fields(JOB, generation(RemoteStatus.CANCELLED, None, "cancelled"))
+    assert json.loads(hook_stdin(fields)) == {
+        "job_id": "j1", "job_name": "cat", "generation_id": "g1", "status": "cancelled",
+        "output": "", "error": "cancelled",
+    }
+
+
+def test_the_api_key_never_reaches_a_hook() -> None:
+    env = hook_environment(
+        {"PATH": "/bin", "OXEN_API_KEY": "sk-1", "COPY": "x sk-1 y", "HOME": "/h"},
+        {"DROPREEL_JOB_ID": "j1"},
+        secret_names={"OXEN_API_KEY"},
+        secret_values={"sk-1"},
+    )
+    assert env == {"PATH": "/bin", "HOME": "/h", "DROPREEL_JOB_ID": "j1"}
+
+
+async def test_a_hook_gets_environment_and_stdin(tmp_path: Path) -> None:
+    out = tmp_path / "seen.json"
+    script = (
+        "import json, os, sys; "
+        "json.dump({'stdin': json.load(sys.stdin), 'env': os.environ['DROPREEL_STATUS']}, "
+        f"open({str(out)!r}, 'w'))"
+    )
+    fields = {"DROPREEL_STATUS": "succeeded", "DROPREEL_JOB_ID": "j1"}
+    result = await run_hook(
+        [sys.executable, "-c", script], {"PATH": "/usr/bin:/bin", **fields},
+        hook_stdin(fields), timeout_s=30,
+    )
+    assert result.ok, result.detail
+    assert json.loads(out.read_text()) == {
+        "stdin": {"status": "succeeded", "job_id": "j1"},
+        "env": "succeeded",
+    }
+
+
+async def test_a_failing_hook_reports_its_status_and_output() -> None:
+    script = "import sys; print('cannot publish'); sys.exit(3)"
+    result = await run_hook([sys.executable, "-c", script], {}, b"{}", timeout_s=30)
+    assert not result.ok
+    assert "exit status 3" in result.detail and "cannot publish" in result.detail
+
+
+async def test_a_hanging_hook_is_killed_at_its_timeout() -> None:
+    script = "import time; time.sleep(60)"
+    result = await run_hook([sys.executable, "-c", script], {}, b"{}", timeout_s=0.5)
+    assert not result.ok and "timed out after 0.5s" in result.detail
+
+
+async def test_a_missing_hook_program_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    result = await run_hook([str(tmp_path / "nope")], {}, b"{}", timeout_s=5)
+    assert not result.ok and "cannot start" in result.detail
+
+
+async def test_a_hook_that_ignores_stdin_is_fine() -> None:
+    result = await run_hook(["/bin/true"], {}, b"x" * 1_000_000, timeout_s=30)
+    assert result.ok, result.detail

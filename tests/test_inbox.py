@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from dropreel.inbox import Inbox, InboxFolders
+from dropreel.lifecycle import JobState
+from dropreel.store import Store
+
+
+class Dropbox:
+    def __init__(self, root: Path, store: Store) -> None:
+        self.folders = InboxFolders(
+            inbox=root / "inbox",
+            accepted=root / "state" / "accepted",
+            failed=root / "failed",
+            outbox=root / "outbox",
+        )
+        for folder in (self.folders.inbox, self.folders.outbox):
+            folder.mkdir(parents=True)
+        self.store = store
+        self.accepted: list[str] = []
+
+        async def on_accepted(job_id: str) -> None:
+            self.accepted.append(job_id)
+
+        self.inbox = Inbox(
+            self.folders, store, default_model="m", settle_s=0.0, on_accepted=on_accepted
+        )
+
+    def drop(self, name: str, data: bytes | str) -> Path:
+        path = self.folders.inbox / name
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    def failed_reason(self, name: str) -> str:
+        sidecar = json.loads((self.folders.failed / f"{name}.error.json").read_text())
+        assert isinstance(sidecar["reason"], str)
+        return sidecar["reason"]
+
+
+@pytest.fixture
+async def box(tmp_path: Path) -> AsyncIterator[Dropbox]:
+    async with Store.open(tmp_path / "state" / "db.sqlite3") as store:
+        yield Dropbox(tmp_path, store)
+
+
+async def test_a_good_file_is_moved_to_accepted_and_recorded(box: Dropbox) -> None:
+    box.drop("sunset.json", '{"prompt": "a sunset", "num_generations": 2}')
+    await box.inbox.scan()
+    assert list(box.folders.inbox.iterdir()) == []
+    (kept,) = box.folders.accepted.iterdir()
+    assert kept.name.endswith("-sunset.json")
+    assert kept.read_text() == '{"prompt": "a sunset", "num_generations": 2}'
+    (job,) = await box.store.jobs()
+    assert job.state is JobState.ACCEPTED and job.stem == "sunset"
+    assert job.request == {"prompt": "a sunset", "num_generations": 2, "model": "m"}
+    assert box.accepted == [job.job_id]
+
+
+async def test_in_progress_and_hidden_names_are_left_alone(box: Dropbox) -> None:
+    for name in (".hidden.json", "a.json.tmp", "b.part", "c.swp", "d.txt~"):
+        box.drop(name, "{")
+    await box.inbox.scan()
+    assert len(list(box.folders.inbox.iterdir())) == 5
+    assert await box.store.jobs() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("broken.json", '{"prompt": ', "not valid JSON"),
+        ("list.json", "[1]", "expected an object"),
+        ("empty.txt", "\n", "empty prompt"),
+        ("many.json", '{"prompt": "p", "num_generations": 9}', "num_generations"),
+        ("binary.txt", b"\x89PNG\x00\x01", "not UTF-8"),
+        ("huge.txt", b"x" * (1024 * 1024 + 1), "the limit is"),
+        ("video.mp4", b"\x00\x00", "not a job file"),
+    ],
+)
+async def test_a_bad_file_goes_to_failed_with_its_reason(
+    box: Dropbox, name: str, data: bytes | str, reason: str
+) -> None:
+    original = box.drop(name, data).read_bytes()
+    await box.inbox.scan()
+    assert (box.folders.failed / name).read_bytes() == original
+    assert reason in box.failed_reason(name)
+    (job,) = await box.store.jobs()
+    assert job.state is JobState.FAILED and job.error is not None and reason in job.error
+
+
+async def test_special_files_are_refused_not_followed(box: Dropbox, tmp_path: Path) -> None:
+    target = tmp_path / "secret.json"
+    target.write_text('{"prompt": "should not be read through a link"}')
+    (box.folders.inbox / "link.json").symlink_to(target)
+    (box.folders.inbox / "dir.json").mkdir()
+    os.mkfifo(box.folders.inbox / "pipe.json")
+    await box.inbox.scan()
+    assert "symbolic link" in box.failed_reason("link.json")
+    assert "directory" in box.failed_reason("dir.json")
+    assert "FIFO" in box.failed_reason("pipe.json")
+    assert (box.folders.failed / "link.json").is_symlink()
+    assert target.exists(), "the link's target is never touched"
+    assert box.accepted == []
+
+
+async def test_hostile_names_stay_inside_failed(box: Dropbox) -> None:
+    box.drop("evil\nname\x1b.json", "{")
+    await box.inbox.scan()
+    names = sorted(p.name for p in box.folders.failed.iterdir())
+    assert names == ["evil_name_.json", "evil_name_.json.error.json"]
+    sidecar = json.loads((box.folders.failed / "evil_name_.json.error.json").read_text())
+    assert sidecar["file"] == "evil\nname\x1b.json"
+
+
+async def test_a_name_clash_in_failed_keeps_both_files(box: Dropbox) -> None:
+    box.drop("bad.json", "{1")
+    await box.inbox.scan()
+    box.drop("bad.json", "{2")
+    await box.inbox.scan()
+    assert (box.folders.failed / "bad.json").read_text() == "{1"
+    assert (box.folders.failed / "bad_2.json").read_text() == "{2"
+    assert "not valid JSON" in box.failed_reason("bad_2.json")
+
+
+async def test_a_reused_name_gets_its_own_output_stem(box: Dropbox) -> None:
+    box.drop("cat.txt", "a cat")
+    await box.inbox.scan()
+    box.drop("cat.txt", "another cat")
+    await box.inbox.scan()
+    stems = [j.stem for j in await box.store.jobs()]
+    assert stems == ["cat", "cat_2"]
+
+
+async def test_a_file_still_being_written_is_left_to_settle(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "db.sqlite3") as store:
+        box = Dropbox(tmp_path, store)
+        accepted: list[str] = []
+
+        async def on_accepted(job_id: str) -> None:
+            accepted.append(job_id)
+
+        inbox = Inbox(box.folders, store, default_model="m", settle_s=60, on_accepted=on_accepted)
+        path = box.drop("fresh.json", '{"prompt": ')
+        assert await inbox.scan() is True
+        assert path.exists() and accepted == []
+        old = time.time() - 120
+        path.write_text('{"prompt": "done now"}')
+        os.utime(path, (old, old))
+        assert await inbox.scan() is False
+        assert len(accepted) == 1

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import pytest
+
+from dropreel.lifecycle import JobState, Phase
+from dropreel.simulator import Simulator
+from dropreel.store import Store
+
+from .daemon_harness import hook_argv, hook_lines, run_daemon, settings_for
+
+
+def drop(root: Path, name: str, text: str) -> None:
+    inbox = root / "inbox"
+    inbox.mkdir(exist_ok=True)
+    (inbox / name).write_text(text, encoding="utf-8")
+
+
+def outputs(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((root / "outbox").iterdir())}
+
+
+async def jobs_and_generations(root: Path) -> list[tuple[str, JobState, list[Phase]]]:
+    async with Store.open(root / "state" / "dropreel.sqlite3", read_only=True) as store:
+        return [
+            (job.stem, job.state, [g.phase for g in await store.generations_of(job.job_id)])
+            for job in await store.jobs()
+        ]
+
+
+async def test_the_happy_path_delivers_every_generation_once(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    log = tmp_path / "hooks.log"
+    settings = settings_for(tmp_path, simulator, hooks={"on_complete": hook_argv(log)})
+    drop(tmp_path, "one.txt", "A cat on a skateboard")
+    drop(tmp_path, "three.json", json.dumps({"prompt": "rain", "num_generations": 3}))
+    drop(tmp_path, "toml.toml", 'prompt = "waves"\nseconds = "8"\n')
+    await run_daemon(settings)
+
+    files = outputs(tmp_path)
+    assert sorted(files) == [
+        "one.mp4", "one.result.json", "three-1.mp4", "three-2.mp4", "three-3.mp4",
+        "three.result.json", "toml.mp4", "toml.result.json",
+    ]
+    manifest = json.loads(files["three.result.json"])
+    assert manifest["request"] == {"prompt": "rain", "num_generations": 3,
+                                   "model": "openai-sora-2-pro"}
+    for entry in manifest["generations"]:
+        served = simulator.content_for(entry["generation_id"], simulator.options.result_bytes)
+        assert files[entry["file"]] == served
+        assert entry["status"] == "succeeded"
+    assert simulator.count("enqueue") == 3
+    assert simulator.count("events") == 1
+    assert simulator.polls_while_streaming() == 0
+    runs = hook_lines(log)
+    assert sorted(r["generation_id"] for r in runs) == sorted(simulator.generations)
+    assert {r["status"] for r in runs} == {"succeeded"}
+    assert all(Path(r["output"]).is_file() for r in runs)
+    assert [s for _, s, _ in await jobs_and_generations(tmp_path)] == [JobState.COMPLETED] * 3
+
+
+async def test_an_event_before_the_post_answer_is_not_lost(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.complete_before_answer = True
+    settings = settings_for(tmp_path, simulator, poll={"interval_s": 60})
+    drop(tmp_path, "early.txt", "fast")
+    await run_daemon(settings)
+    assert "early.mp4" in outputs(tmp_path)
+    assert simulator.count("get") + simulator.count("list") == 0, "delivered from the event"
+
+
+async def test_without_a_stream_it_polls_and_still_delivers(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.refuse_events_with = 503
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "polled.txt", "no stream today")
+    await run_daemon(settings)
+    assert "polled.mp4" in outputs(tmp_path)
+    assert simulator.count("get") + simulator.count("list") >= 1
+
+
+async def test_events_missed_while_disconnected_are_caught_by_reconcile(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.complete_after_s = (0.6, 0.6)
+    # Polling so slow it cannot be what finds the results: the reconnect's reconcile must.
+    settings = settings_for(tmp_path, simulator, poll={"interval_s": 600})
+    drop(tmp_path, "missed.txt", "while away")
+
+    async def outage() -> None:
+        while simulator.count("enqueue") == 0:
+            await anyio.sleep(0.01)
+        simulator.options.refuse_events_with = 503
+        simulator.call_soon(simulator.drop_streams)
+        while not all(g.status == "succeeded" for g in simulator.generations.values()):
+            await anyio.sleep(0.01)
+        simulator.options.refuse_events_with = None
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(outage)
+        await run_daemon(settings)
+    assert "missed.mp4" in outputs(tmp_path)
+    assert len(simulator.events_sent) == 1
+    assert simulator.count("events") >= 2
+    assert simulator.count("list") >= 1
+
+
+async def test_the_older_api_404_is_settled_from_the_generation_record(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.legacy_api = True
+    simulator.options.refuse_events_with = 503
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "legacy.txt", "old docs")
+    await run_daemon(settings)
+    assert "legacy.mp4" in outputs(tmp_path)
+    assert simulator.count("record") >= 1
+
+
+async def test_a_refused_job_ends_in_failed_with_the_servers_message(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "nope.json", json.dumps({"model": "bad-model-name", "prompt": "p"}))
+    await run_daemon(settings)
+    sidecar = json.loads((tmp_path / "failed" / "nope.json.error.json").read_text())
+    assert "Model not found: bad-model-name" in sidecar["reason"]
+    assert (tmp_path / "failed" / "nope.json").exists()
+    assert simulator.count("enqueue") == 1
+    assert [s for _, s, _ in await jobs_and_generations(tmp_path)] == [JobState.FAILED]
+
+
+@pytest.mark.parametrize(
+    "failures",
+    [[(429, {"Retry-After": "0"})], [(503, {})], [(429, {}), (502, {})]],
+)
+async def test_throttling_and_server_errors_are_retried_to_one_creation(
+    tmp_path: Path, simulator: Simulator, failures: list[tuple[int, dict[str, str]]]
+) -> None:
+    simulator.options.fail_next_enqueues = list(failures)
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "busy.txt", "try again")
+    await run_daemon(settings, timeout_s=60)
+    assert "busy.mp4" in outputs(tmp_path)
+    assert simulator.count("enqueue") == len(failures) + 1
+    assert len(simulator.generations) == 1
+
+
+async def test_a_restart_resumes_without_posting_again(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.complete_after_s = (1.0, 1.0)
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "resume.json", json.dumps({"prompt": "p", "num_generations": 2}))
+    stop = anyio.Event()
+
+    async def stop_once_submitted() -> None:
+        while len(simulator.generations) < 2:
+            await anyio.sleep(0.01)
+        await anyio.sleep(0.1)
+        stop.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(stop_once_submitted)
+        await run_daemon(settings, until_idle=False, stop=stop)
+    [(_, state, phases)] = await jobs_and_generations(tmp_path)
+    assert state is JobState.SUBMITTED and phases == [Phase.WAITING, Phase.WAITING]
+
+    await run_daemon(settings)
+    assert simulator.count("enqueue") == 1
+    assert sorted(outputs(tmp_path)) == ["resume-1.mp4", "resume-2.mp4", "resume.result.json"]
+
+
+async def test_a_failing_hook_is_retried_and_its_attempts_recorded(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    marker = tmp_path / "failed-once"
+    script = (
+        "import os, sys; m = sys.argv[1]\n"
+        "if not os.path.exists(m): open(m, 'w').close(); sys.exit(1)\n"
+    )
+    import sys
+
+    settings = settings_for(
+        tmp_path, simulator, hooks={"on_complete": [sys.executable, "-c", script, str(marker)]}
+    )
+    drop(tmp_path, "hooked.txt", "p")
+    await run_daemon(settings)
+    async with Store.open(settings.database_path, read_only=True) as store:
+        [generation] = await store.all_generations()
+    assert generation.phase is Phase.DONE
+    assert generation.hook_attempts == 2 and generation.hook_error is None
+
+
+async def test_failed_generations_reach_the_hook_and_the_manifest(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.failure_rate = 1.0
+    log = tmp_path / "hooks.log"
+    settings = settings_for(tmp_path, simulator, hooks={"on_complete": hook_argv(log)})
+    drop(tmp_path, "doomed.txt", "p")
+    await run_daemon(settings)
+    [run] = hook_lines(log)
+    assert run["status"] == "failed" and run["error"] == "simulated failure"
+    assert run["output"] == ""
+    manifest = json.loads((tmp_path / "outbox" / "doomed.result.json").read_text())
+    assert manifest["generations"][0]["status"] == "failed"
+    assert sorted(outputs(tmp_path)) == ["doomed.result.json"]

@@ -15,6 +15,9 @@ def anyio_backend() -> str:
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
     """A fresh simulator on loopback, quick generations, small results."""
-    options = SimulatorOptions(complete_after_s=(0.05, 0.2), result_bytes=32 * 1024, seed=1)
+    # Keep-alives well inside the daemon's idle timeout, as in production (15 s vs 45 s).
+    options = SimulatorOptions(
+        complete_after_s=(0.05, 0.2), result_bytes=32 * 1024, keepalive_s=1.0, seed=1
+    )
     with running_simulator(Simulator(options)) as sim:
         yield sim

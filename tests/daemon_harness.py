@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,9 @@ from dropreel.store import Store
 KEY = SecretStr("sk-test-key-123")
 
 # Appends the JSON it is given on stdin, one line per run, to the file named in argv[1].
-HOOK_SCRIPT = "import sys; line = sys.stdin.read().strip(); open(sys.argv[1], 'a').write(line + '\\n')"
+HOOK_SCRIPT = (
+    "import sys; line = sys.stdin.read().strip(); open(sys.argv[1], 'a').write(line + '\\n')"
+)
 
 
 def write_config(root: Path, simulator: Simulator, **sections: Mapping[str, Any]) -> Path:
@@ -73,12 +75,23 @@ async def run_daemon(
             idle_timeout_s=settings.events.idle_timeout_s,
         )
         daemon = Daemon(
-            settings, store, client, client, api_key=KEY,
+            settings,
+            store,
+            client,
+            client,
+            api_key=KEY,
             environ=environ if environ is not None else {"PATH": "/usr/bin:/bin"},
         )
         with anyio.fail_after(timeout_s):
             await daemon.run(stop or anyio.Event(), until_idle=until_idle)
         return daemon
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    """Wait for a condition on state another thread changes (the simulator's)."""
+    with anyio.fail_after(timeout_s):
+        while not condition():  # noqa: ASYNC110 - the state lives in another thread
+            await anyio.sleep(0.01)
 
 
 def hook_lines(log: Path) -> list[dict[str, str]]:

@@ -18,18 +18,41 @@ BODY = bytes(range(256)) * 400
 
 def job(stem: str = "cat") -> JobRow:
     return JobRow(
-        job_id="j1", source_name=f"{stem}.json", source_path="/in", kept_path="/kept",
-        stem=stem, request={"model": "m", "prompt": "p"}, state=JobState.SUBMITTED, error=None,
-        created_at=1.0, updated_at=1.0, submitted_at=2.0, finished_at=None, manifest_path=None,
+        job_id="j1",
+        source_name=f"{stem}.json",
+        source_path="/in",
+        kept_path="/kept",
+        stem=stem,
+        request={"model": "m", "prompt": "p"},
+        state=JobState.SUBMITTED,
+        error=None,
+        created_at=1.0,
+        updated_at=1.0,
+        submitted_at=2.0,
+        finished_at=None,
+        manifest_path=None,
     )
 
 
-def generation(idx: int = 1, url: str = "https://cdn.test/r/abc.mp4", **kw: object) -> GenerationRow:
+def generation(
+    idx: int = 1, url: str = "https://cdn.test/r/abc.mp4", **kw: object
+) -> GenerationRow:
     fields: dict[str, object] = dict(
-        generation_id=f"g{idx}", job_id="j1", idx=idx, remote_status=RemoteStatus.SUCCEEDED,
-        phase=Phase.DOWNLOADING, result_url=url, error=None, output_path=None, enqueued_at=2.0,
-        completed_at=3.0, delivered_at=None, download_attempts=0, hook_attempts=0,
-        hook_error=None, hooked_at=None,
+        generation_id=f"g{idx}",
+        job_id="j1",
+        idx=idx,
+        remote_status=RemoteStatus.SUCCEEDED,
+        phase=Phase.DOWNLOADING,
+        result_url=url,
+        error=None,
+        output_path=None,
+        enqueued_at=2.0,
+        completed_at=3.0,
+        delivered_at=None,
+        download_attempts=0,
+        hook_attempts=0,
+        hook_error=None,
+        hooked_at=None,
     )
     fields.update(kw)
     return GenerationRow(**fields)  # type: ignore[arg-type]
@@ -40,18 +63,27 @@ def requests() -> list[httpx.Request]:
     return []
 
 
-def downloader(outbox: Path, requests: list[httpx.Request], *, body: bytes = BODY,
-               ctype: str = "video/mp4", honour_range: bool = True,
-               claimed_length: int | None = None) -> Downloader:
+def downloader(
+    outbox: Path,
+    requests: list[httpx.Request],
+    *,
+    body: bytes = BODY,
+    ctype: str = "video/mp4",
+    honour_range: bool = True,
+    claimed_length: int | None = None,
+) -> Downloader:
     def handler(request: httpx.Request) -> httpx.Response:
         requests.append(request)
         start = 0
         if honour_range and "range" in request.headers:
             start = int(request.headers["range"].removeprefix("bytes=").rstrip("-"))
             return httpx.Response(
-                206, content=body[start:],
-                headers={"content-type": ctype,
-                         "content-range": f"bytes {start}-{len(body) - 1}/{len(body)}"},
+                206,
+                content=body[start:],
+                headers={
+                    "content-type": ctype,
+                    "content-range": f"bytes {start}-{len(body) - 1}/{len(body)}",
+                },
             )
         headers = {"content-type": ctype}
         if claimed_length is not None:
@@ -140,14 +172,20 @@ def test_generation_ids_from_the_server_cannot_name_files_outside() -> None:
 def test_the_manifest_records_request_and_every_generation(tmp_path: Path) -> None:
     generations = [
         generation(1, output_path=str(tmp_path / "cat-1.mp4"), phase=Phase.HOOKING),
-        generation(2, remote_status=RemoteStatus.FAILED, error="bad seconds", result_url=None,
-                   phase=Phase.HOOKING),
+        generation(
+            2,
+            remote_status=RemoteStatus.FAILED,
+            error="bad seconds",
+            result_url=None,
+            phase=Phase.HOOKING,
+        ),
     ]
     body = manifest(job(), generations)
     assert body["job_id"] == "j1" and body["source_file"] == "cat.json"
     assert body["request"] == {"model": "m", "prompt": "p"}
-    assert [(g["generation_id"], g["status"], g["file"], g["error"])
-            for g in body["generations"]] == [
+    assert [
+        (g["generation_id"], g["status"], g["file"], g["error"]) for g in body["generations"]
+    ] == [
         ("g1", "succeeded", "cat-1.mp4", None),
         ("g2", "failed", None, "bad seconds"),
     ]

@@ -14,6 +14,8 @@ from dropreel.lifecycle import Observation, RemoteStatus, Source
 from dropreel.oxen import OxenClient
 from dropreel.simulator import Simulator
 
+from .daemon_harness import until
+
 DONE = "media_generation_completed"
 
 
@@ -64,9 +66,9 @@ def client_for(transport: httpx.AsyncBaseTransport, idle_s: float = 5.0) -> Oxen
     )
 
 
-def streaming(chunks: list[bytes], status: int = 200, ctype: str = "text/event-stream") -> (
-    httpx.MockTransport
-):
+def streaming(
+    chunks: list[bytes], status: int = 200, ctype: str = "text/event-stream"
+) -> httpx.MockTransport:
     async def body() -> AsyncIterator[bytes]:
         for chunk in chunks:
             yield chunk
@@ -179,8 +181,6 @@ async def test_keep_alives_hold_the_stream_open(simulator: Simulator) -> None:
             await anyio.sleep(1.2)  # more than twice the idle timeout
             assert health.up
             simulator.publish(DONE, {"generation_id": "gx", "status": "failed", "error": "e"})
-            with anyio.fail_after(5):
-                while not seen:
-                    await anyio.sleep(0.01)
+            await until(lambda: bool(seen))
             simulator.call_soon(simulator.drop_streams)
     assert seen == [Observation("gx", RemoteStatus.FAILED, Source.EVENT, error="e")]

@@ -9,17 +9,39 @@ from dropreel.lifecycle import JobState, Phase, RemoteStatus
 from dropreel.store import GenerationRow, JobRow
 
 JOB = JobRow(
-    job_id="j1", source_name="cat.txt", source_path="/in/cat.txt", kept_path=None, stem="cat",
-    request={"model": "m"}, state=JobState.SUBMITTED, error=None, created_at=0.0,
-    updated_at=0.0, submitted_at=0.0, finished_at=None, manifest_path=None,
+    job_id="j1",
+    source_name="cat.txt",
+    source_path="/in/cat.txt",
+    kept_path=None,
+    stem="cat",
+    request={"model": "m"},
+    state=JobState.SUBMITTED,
+    error=None,
+    created_at=0.0,
+    updated_at=0.0,
+    submitted_at=0.0,
+    finished_at=None,
+    manifest_path=None,
 )
 
 
 def generation(status: RemoteStatus, output: str | None, error: str | None) -> GenerationRow:
     return GenerationRow(
-        generation_id="g1", job_id="j1", idx=1, remote_status=status, phase=Phase.HOOKING,
-        result_url=None, error=error, output_path=output, enqueued_at=0.0, completed_at=None,
-        delivered_at=None, download_attempts=0, hook_attempts=0, hook_error=None, hooked_at=None,
+        generation_id="g1",
+        job_id="j1",
+        idx=1,
+        remote_status=status,
+        phase=Phase.HOOKING,
+        result_url=None,
+        error=error,
+        output_path=output,
+        enqueued_at=0.0,
+        completed_at=None,
+        delivered_at=None,
+        download_attempts=0,
+        hook_attempts=0,
+        hook_error=None,
+        hooked_at=None,
     )
 
 
@@ -56,8 +78,12 @@ def test_unknown_outcomes_are_reported_as_failed() -> None:
 def test_stdin_carries_the_same_facts_as_json() -> None:
     fields = hook_fields(JOB, generation(RemoteStatus.CANCELLED, None, "cancelled"))
     assert json.loads(hook_stdin(fields)) == {
-        "job_id": "j1", "job_name": "cat", "generation_id": "g1", "status": "cancelled",
-        "output": "", "error": "cancelled",
+        "job_id": "j1",
+        "job_name": "cat",
+        "generation_id": "g1",
+        "status": "cancelled",
+        "output": "",
+        "error": "cancelled",
     }
 
 
@@ -80,8 +106,10 @@ async def test_a_hook_gets_environment_and_stdin(tmp_path: Path) -> None:
     )
     fields = {"DROPREEL_STATUS": "succeeded", "DROPREEL_JOB_ID": "j1"}
     result = await run_hook(
-        [sys.executable, "-c", script], {"PATH": "/usr/bin:/bin", **fields},
-        hook_stdin(fields), timeout_s=30,
+        [sys.executable, "-c", script],
+        {"PATH": "/usr/bin:/bin", **fields},
+        hook_stdin(fields),
+        timeout_s=30,
     )
     assert result.ok, result.detail
     assert json.loads(out.read_text()) == {

@@ -56,8 +56,12 @@ async def test_enqueue_posts_the_body_with_the_key() -> None:
         seen.append(request)
         return httpx.Response(
             200,
-            json={"generations": [{"generation_id": "g1", "status": "queued"},
-                                  {"generation_id": "g2", "status": "processing"}]},
+            json={
+                "generations": [
+                    {"generation_id": "g1", "status": "queued"},
+                    {"generation_id": "g2", "status": "processing"},
+                ]
+            },
         )
 
     generations = await client(handler).enqueue({"model": "m", "prompt": "p", "seed": 3})
@@ -108,8 +112,13 @@ async def test_get_reads_either_field_set() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(
             200,
-            json={"generation_id": "g1", "model": "m", "status": "succeeded",
-                  "result_url": "https://r/1.mp4", "error_message": None},
+            json={
+                "generation_id": "g1",
+                "model": "m",
+                "status": "succeeded",
+                "result_url": "https://r/1.mp4",
+                "error_message": None,
+            },
         )
 
     remote = await client(handler).get("g1")
@@ -123,9 +132,15 @@ async def test_a_404_falls_back_to_the_generation_record() -> None:
         assert request.url.path == "/api/ai/generations/g1"
         return httpx.Response(
             200,
-            json={"generation": {"generation_id": "g1", "status": "failed",
-                                 "error_message": "bad seconds", "cost": 0},
-                  "status": "success"},
+            json={
+                "generation": {
+                    "generation_id": "g1",
+                    "status": "failed",
+                    "error_message": "bad seconds",
+                    "cost": 0,
+                },
+                "status": "success",
+            },
         )
 
     remote = await client(handler).get("g1")

@@ -10,7 +10,7 @@ from dropreel.lifecycle import JobState, Phase
 from dropreel.simulator import Simulator
 from dropreel.store import Store
 
-from .daemon_harness import hook_argv, hook_lines, run_daemon, settings_for
+from .daemon_harness import hook_argv, hook_lines, run_daemon, settings_for, until
 
 
 def drop(root: Path, name: str, text: str) -> None:
@@ -43,12 +43,21 @@ async def test_the_happy_path_delivers_every_generation_once(
 
     files = outputs(tmp_path)
     assert sorted(files) == [
-        "one.mp4", "one.result.json", "three-1.mp4", "three-2.mp4", "three-3.mp4",
-        "three.result.json", "toml.mp4", "toml.result.json",
+        "one.mp4",
+        "one.result.json",
+        "three-1.mp4",
+        "three-2.mp4",
+        "three-3.mp4",
+        "three.result.json",
+        "toml.mp4",
+        "toml.result.json",
     ]
     manifest = json.loads(files["three.result.json"])
-    assert manifest["request"] == {"prompt": "rain", "num_generations": 3,
-                                   "model": "openai-sora-2-pro"}
+    assert manifest["request"] == {
+        "prompt": "rain",
+        "num_generations": 3,
+        "model": "openai-sora-2-pro",
+    }
     for entry in manifest["generations"]:
         served = simulator.content_for(entry["generation_id"], simulator.options.result_bytes)
         assert files[entry["file"]] == served
@@ -94,12 +103,10 @@ async def test_events_missed_while_disconnected_are_caught_by_reconcile(
     drop(tmp_path, "missed.txt", "while away")
 
     async def outage() -> None:
-        while simulator.count("enqueue") == 0:
-            await anyio.sleep(0.01)
+        await until(lambda: simulator.count("enqueue") == 1)
         simulator.options.refuse_events_with = 503
         simulator.call_soon(simulator.drop_streams)
-        while not all(g.status == "succeeded" for g in simulator.generations.values()):
-            await anyio.sleep(0.01)
+        await until(lambda: all(g.status == "succeeded" for g in simulator.generations.values()))
         simulator.options.refuse_events_with = None
 
     async with anyio.create_task_group() as group:
@@ -161,8 +168,7 @@ async def test_a_restart_resumes_without_posting_again(
     stop = anyio.Event()
 
     async def stop_once_submitted() -> None:
-        while len(simulator.generations) < 2:
-            await anyio.sleep(0.01)
+        await until(lambda: len(simulator.generations) == 2)
         await anyio.sleep(0.1)
         stop.set()
 

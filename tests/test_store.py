@@ -97,11 +97,10 @@ async def test_a_failed_transaction_leaves_nothing_behind(tmp_path: Path) -> Non
 
 async def test_a_reader_sees_the_writers_commits(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
-    async with Store.open(path) as writer:
-        async with Store.open(path, read_only=True) as reader:
-            assert await reader.jobs() == []
-            await claim(writer)
-            assert [j.job_id for j in await reader.jobs()] == ["j1"]
+    async with Store.open(path) as writer, Store.open(path, read_only=True) as reader:
+        assert await reader.jobs() == []
+        await claim(writer)
+        assert [j.job_id for j in await reader.jobs()] == ["j1"]
 
 
 async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:

@@ -9,53 +9,21 @@ import pytest
 from pydantic import SecretStr
 
 from dropreel.deliver import Downloader, manifest, temp_name, write_manifest
-from dropreel.lifecycle import JobState, Phase, RemoteStatus
+from dropreel.lifecycle import Phase, RemoteStatus
 from dropreel.oxen import OxenClient
 from dropreel.store import GenerationRow, JobRow
+
+from .rows import generation_row, job_row
 
 BODY = bytes(range(256)) * 400
 
 
 def job(stem: str = "cat") -> JobRow:
-    return JobRow(
-        job_id="j1",
-        source_name=f"{stem}.json",
-        source_path="/in",
-        kept_path="/kept",
-        stem=stem,
-        request={"model": "m", "prompt": "p"},
-        state=JobState.SUBMITTED,
-        error=None,
-        created_at=1.0,
-        updated_at=1.0,
-        submitted_at=2.0,
-        finished_at=None,
-        manifest_path=None,
-    )
+    return job_row(stem=stem, source_name=f"{stem}.json")
 
 
-def generation(
-    idx: int = 1, url: str = "https://cdn.test/r/abc.mp4", **kw: object
-) -> GenerationRow:
-    fields: dict[str, object] = dict(
-        generation_id=f"g{idx}",
-        job_id="j1",
-        idx=idx,
-        remote_status=RemoteStatus.SUCCEEDED,
-        phase=Phase.DOWNLOADING,
-        result_url=url,
-        error=None,
-        output_path=None,
-        enqueued_at=2.0,
-        completed_at=3.0,
-        delivered_at=None,
-        download_attempts=0,
-        hook_attempts=0,
-        hook_error=None,
-        hooked_at=None,
-    )
-    fields.update(kw)
-    return GenerationRow(**fields)  # type: ignore[arg-type]
+def generation(idx: int = 1, **changes: object) -> GenerationRow:
+    return generation_row(generation_id=f"g{idx}", idx=idx, **changes)
 
 
 @pytest.fixture
@@ -116,7 +84,7 @@ async def test_the_extension_comes_from_the_content_type_when_the_url_has_none(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
     fetch = downloader(tmp_path, requests, ctype="video/webm").fetch
-    path = await fetch(job(), generation(url="https://cdn.test/download?id=1"), 1)
+    path = await fetch(job(), generation(result_url="https://cdn.test/download?id=1"), 1)
     assert path.name == "cat.webm"
 
 

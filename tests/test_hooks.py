@@ -5,43 +5,17 @@ import sys
 from pathlib import Path
 
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
-from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.store import GenerationRow, JobRow
+from dropreel.lifecycle import Phase, RemoteStatus
+from dropreel.store import GenerationRow
 
-JOB = JobRow(
-    job_id="j1",
-    source_name="cat.txt",
-    source_path="/in/cat.txt",
-    kept_path=None,
-    stem="cat",
-    request={"model": "m"},
-    state=JobState.SUBMITTED,
-    error=None,
-    created_at=0.0,
-    updated_at=0.0,
-    submitted_at=0.0,
-    finished_at=None,
-    manifest_path=None,
-)
+from .rows import generation_row, job_row
+
+JOB = job_row(stem="cat")
 
 
 def generation(status: RemoteStatus, output: str | None, error: str | None) -> GenerationRow:
-    return GenerationRow(
-        generation_id="g1",
-        job_id="j1",
-        idx=1,
-        remote_status=status,
-        phase=Phase.HOOKING,
-        result_url=None,
-        error=error,
-        output_path=output,
-        enqueued_at=0.0,
-        completed_at=None,
-        delivered_at=None,
-        download_attempts=0,
-        hook_attempts=0,
-        hook_error=None,
-        hooked_at=None,
+    return generation_row(
+        remote_status=status, phase=Phase.HOOKING, output_path=output, error=error
     )
 
 

@@ -218,3 +218,26 @@ async def test_failed_generations_reach_the_hook_and_the_manifest(
     manifest = json.loads((tmp_path / "outbox" / "doomed.result.json").read_text())
     assert manifest["generations"][0]["status"] == "failed"
     assert sorted(outputs(tmp_path)) == ["doomed.result.json"]
+
+
+async def test_a_file_dropped_while_running_is_taken_by_the_watcher(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    # The periodic rescan is pushed far out: only the change notification can find the file.
+    settings = settings_for(tmp_path, simulator, inbox={"rescan_interval_s": 3600})
+    stop = anyio.Event()
+
+    async def drop_after_start() -> None:
+        await until(lambda: simulator.streams_open == 1)
+        await anyio.sleep(0.2)
+        staging = tmp_path / "late.txt.tmp"
+        staging.write_text("arrived late")
+        staging.rename(tmp_path / "inbox" / "late.txt")
+        await until(lambda: (tmp_path / "outbox" / "late.mp4").exists(), timeout_s=20)
+        stop.set()
+
+    (tmp_path / "inbox").mkdir()
+    async with anyio.create_task_group() as group:
+        group.start_soon(drop_after_start)
+        await run_daemon(settings, until_idle=False, stop=stop)
+    assert simulator.count("enqueue") == 1

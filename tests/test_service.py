@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
+from dropreel.config import Settings
 from dropreel.lifecycle import JobState, Phase
 from dropreel.simulator import Simulator
 from dropreel.store import Store
@@ -191,7 +195,6 @@ async def test_a_failing_hook_is_retried_and_its_attempts_recorded(
         "import os, sys; m = sys.argv[1]\n"
         "if not os.path.exists(m): open(m, 'w').close(); sys.exit(1)\n"
     )
-    import sys
 
     settings = settings_for(
         tmp_path, simulator, hooks={"on_complete": [sys.executable, "-c", script, str(marker)]}
@@ -241,3 +244,97 @@ async def test_a_file_dropped_while_running_is_taken_by_the_watcher(
         group.start_soon(drop_after_start)
         await run_daemon(settings, until_idle=False, stop=stop)
     assert simulator.count("enqueue") == 1
+
+
+async def stranded_post(settings: Settings, request: dict[str, object]) -> str:
+    """The state a crash between a POST and its answer's commit leaves behind."""
+    async with Store.open(settings.database_path) as store:
+        await store.begin_claim(
+            job_id="stranded",
+            source_name="stranded.json",
+            source_path="/gone",
+            kept_path=str(settings.accepted_dir / "stranded-stranded.json"),
+            stem="stranded",
+            request=request,
+        )
+        await store.set_job_state("stranded", JobState.SUBMITTING)
+    settings.accepted_dir.mkdir(parents=True, exist_ok=True)
+    (settings.accepted_dir / "stranded-stranded.json").write_text(json.dumps(request))
+    return "stranded"
+
+
+async def test_a_lost_post_answer_is_settled_from_the_listing_not_resent(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = settings_for(tmp_path, simulator)
+    request = {"prompt": "lost answer", "num_generations": 2, "model": "openai-sora-2-pro"}
+    await stranded_post(settings, request)
+    async with httpx.AsyncClient() as http:  # the POST that did reach the provider
+        answer = await http.post(
+            f"{simulator.base_url}/api/ai/queue",
+            json=request,
+            headers={"Authorization": "Bearer k"},
+        )
+        assert answer.status_code == 200
+    await until(lambda: all(g.status == "succeeded" for g in simulator.generations.values()))
+    await run_daemon(settings)
+    assert simulator.count("enqueue") == 1, "never resent"
+    assert sorted(outputs(tmp_path)) == ["stranded-1.mp4", "stranded-2.mp4", "stranded.result.json"]
+    async with Store.open(settings.database_path, read_only=True) as store:
+        story = [row["what"] for row in await store.history("stranded")]
+    assert "adopted from the listing" in story
+
+
+async def test_an_unsettled_post_is_parked_until_a_person_retries(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = settings_for(tmp_path, simulator)
+    await stranded_post(settings, {"prompt": "never arrived", "model": "openai-sora-2-pro"})
+    await run_daemon(settings)
+    [(_, state, _)] = await jobs_and_generations(tmp_path)
+    assert state is JobState.NEEDS_ATTENTION
+    assert simulator.count("enqueue") == 0
+
+    retried = await anyio.run_process(
+        [
+            sys.executable,
+            "-m",
+            "dropreel",
+            "retry",
+            "stranded",
+            "--config",
+            str(settings.config_file),
+        ],
+        check=False,
+    )
+    assert retried.returncode == 0, retried.stderr.decode()
+    assert (tmp_path / "inbox" / "stranded.json").exists()
+    await run_daemon(settings)
+    assert simulator.count("enqueue") == 1
+    assert "stranded.mp4" in outputs(tmp_path)
+    states = sorted(state.value for _, state, _ in await jobs_and_generations(tmp_path))
+    assert states == ["completed", "failed"]
+
+
+def test_retry_refuses_jobs_that_are_not_parked(tmp_path: Path, simulator: Simulator) -> None:
+    settings = settings_for(tmp_path, simulator)
+    request: dict[str, object] = {"prompt": "p", "model": "m"}
+    anyio.run(stranded_post, settings, request)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dropreel",
+            "retry",
+            "stranded",
+            "--config",
+            str(settings.config_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "is submitting; only needs_attention and failed jobs can be retried" in result.stderr
+    assert not (tmp_path / "inbox").exists()

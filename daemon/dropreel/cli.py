@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,10 +17,11 @@ from pydantic import SecretStr
 
 from dropreel import __version__
 from dropreel.config import Settings, load_settings, read_api_key
-from dropreel.errors import ConfigError
+from dropreel.errors import CommandError, ConfigError
+from dropreel.files import write_new_file
 from dropreel.jobs import is_ignored_name
+from dropreel.lifecycle import JobState
 from dropreel.logs import configure_logging
-from dropreel.naming import first_free
 from dropreel.oxen import OxenClient
 from dropreel.report import status_line, status_record
 from dropreel.service import Daemon
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit = command("submit", "copy job files into the inbox atomically")
     submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    retry = command("retry", "resubmit a needs_attention or failed job (this may be billed)")
+    retry.add_argument("job_id", metavar="ID")
     status = command("status", "one line per job: name, state, generations")
     status.add_argument("--json", action="store_true", help="JSON lines instead of text")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
@@ -79,9 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _submit(settings, args.files)
         if args.command == "status":
             return _status(settings, as_json=args.json)
+        if args.command == "retry":
+            return _retry(settings, args.job_id)
     except ConfigError as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 2
+    except CommandError as exc:
+        print(f"dropreel: {exc}", file=sys.stderr)
+        return 1
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -143,8 +150,6 @@ async def _stop_on_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
 
 
 def _submit(settings: Settings, files: Sequence[Path]) -> int:
-    inbox = settings.inbox_dir
-    inbox.mkdir(parents=True, exist_ok=True)
     status = 0
     for source in files:
         if is_ignored_name(source.name):
@@ -157,24 +162,36 @@ def _submit(settings: Settings, files: Sequence[Path]) -> int:
             print(f"dropreel: {source}: {exc.strerror}", file=sys.stderr)
             status = 1
             continue
-        # Written under a hidden name, then linked into place: the daemon never sees half a file.
-        with tempfile.NamedTemporaryFile(dir=inbox, prefix=".", suffix=".tmp", delete=False) as tmp:
-            tmp.write(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        temp = Path(tmp.name)
-        try:
-            while True:
-                name = first_free(source.name, lambda n: os.path.lexists(inbox / n))
-                try:
-                    os.link(temp, inbox / name)
-                    break
-                except FileExistsError:
-                    continue
-        finally:
-            temp.unlink()
-        print(inbox / name)
+        print(write_new_file(settings.inbox_dir, source.name, data))
     return status
+
+
+def _retry(settings: Settings, job_id: str) -> int:
+    """Resubmit a parked or failed job on a person's request: its file goes back to the inbox."""
+
+    async def retry() -> str:
+        async with Store.open(settings.database_path) as store:
+            job = await store.job(job_id)
+            if job is None:
+                raise CommandError(f"no job {job_id!r}")
+            if job.state not in (JobState.NEEDS_ATTENTION, JobState.FAILED):
+                raise CommandError(
+                    f"job {job_id} is {job.state.value}; only needs_attention and failed jobs "
+                    "can be retried"
+                )
+            kept = Path(job.kept_path) if job.kept_path else None
+            if kept is None or not kept.is_file():
+                raise CommandError(f"job {job_id}'s file is gone ({job.kept_path})")
+            placed = write_new_file(settings.inbox_dir, job.source_name, kept.read_bytes())
+            await store.set_job_state(
+                job_id,
+                JobState.FAILED,
+                error=f"resubmitted on request (dropreel retry) as {placed.name}",
+            )
+            return str(placed)
+
+    print(anyio.run(retry))
+    return 0
 
 
 def _status(settings: Settings, *, as_json: bool) -> int:

@@ -9,11 +9,14 @@ import tempfile
 from pathlib import Path
 
 import anyio
+import httpx
 from pydantic import SecretStr
 
-from dropreel.config import load_settings
+from dropreel.config import Settings, load_settings
 from dropreel.logs import configure_logging
+from dropreel.oxen import OxenClient
 from dropreel.report import status_line
+from dropreel.service import Daemon
 from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
 from dropreel.store import Store
 
@@ -96,14 +99,7 @@ def run_demo() -> int:
     return 0
 
 
-async def _run(settings: object, environ: dict[str, str]) -> None:
-    import httpx
-
-    from dropreel.config import Settings
-    from dropreel.oxen import OxenClient
-    from dropreel.service import Daemon
-
-    assert isinstance(settings, Settings)
+async def _run(settings: Settings, environ: dict[str, str]) -> None:
     key = SecretStr("demo-key")
     async with (
         httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)) as http,

@@ -18,6 +18,10 @@ class ConfigError(DropreelError):
         self.problem = problem
 
 
+class CommandError(DropreelError):
+    """A command cannot do what was asked (no such job, wrong state); exit status 1."""
+
+
 class JobFileRejected(DropreelError):
     """A job file that cannot become a job, with the reason in words."""
 

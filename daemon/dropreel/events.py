@@ -76,6 +76,7 @@ class StreamHealth:
         self._changed = anyio.Event()
         self.connects = 0
         self.events_received = 0
+        self.reconcile_requests = 0
 
     def set(self, up: bool) -> None:
         if up:
@@ -84,6 +85,12 @@ class StreamHealth:
             self.up = up
             self._changed.set()
             self._changed = anyio.Event()
+
+    def request_reconcile(self) -> None:
+        """Ask the poller for one reconcile now, stream up or not (new ids to catch up on)."""
+        self.reconcile_requests += 1
+        self._changed.set()
+        self._changed = anyio.Event()
 
     async def wait_changed(self) -> None:
         await self._changed.wait()

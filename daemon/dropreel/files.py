@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,28 @@ def move_no_clobber(source: Path, folder: Path, desired: str) -> Path:
         shutil.move(os.fspath(source), os.fspath(target))
     fsync_dir(folder)
     return target
+
+
+def write_new_file(folder: Path, desired: str, data: bytes) -> Path:
+    """Create a file under a free name, atomically: nobody ever sees it half-written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
+    temp = Path(temp_name)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        while True:
+            target = folder / first_free(desired, lambda n: os.path.lexists(folder / n))
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                continue
+            fsync_dir(folder)
+            return target
+    finally:
+        temp.unlink()
 
 
 def same_content(a: Path, b: Path) -> bool:

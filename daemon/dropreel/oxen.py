@@ -75,11 +75,14 @@ def parse_generation(payload: object, what: str) -> RemoteGeneration:
         raise MalformedAnswer(f"{what}: generation without a usable id or status")
     url = payload.get("result_url") or payload.get("url")
     error = payload.get("error_message") or payload.get("error")
+    enqueued_at = payload.get("enqueued_at")
     return RemoteGeneration(
         generation_id=generation_id,
         status=status,
         result_url=str(url) if url else None,
         error=str(error) if error else None,
+        enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
+        row=payload,
     )
 
 
@@ -144,9 +147,10 @@ class OxenClient:
         inner = payload.get("generation") if isinstance(payload, dict) else None
         return parse_generation(inner if inner is not None else payload, what)
 
-    async def list_active(self) -> set[str] | None:
-        what = "GET /api/ai/queue"
-        response = await self._http.get(f"{self._rest}/queue", headers=self._auth())
+    async def _list(self, status: str | None) -> list[RemoteGeneration] | None:
+        what = "GET /api/ai/queue" + (f"?status={status}" if status else "")
+        params = {"status": status} if status else None
+        response = await self._http.get(f"{self._rest}/queue", params=params, headers=self._auth())
         if response.status_code in (404, 405, 501):
             return None
         raise_for_answer(response, what)
@@ -154,12 +158,21 @@ class OxenClient:
         raw = payload.get("generations") if isinstance(payload, dict) else None
         if not isinstance(raw, list):
             return None
-        active: set[str] = set()
-        for item in raw:
-            generation = parse_generation(item, what)
-            if not generation.status.is_terminal:
-                active.add(generation.generation_id)
-        return active
+        return [parse_generation(item, what) for item in raw]
+
+    async def list_active(self) -> set[str] | None:
+        listed = await self._list(None)
+        if listed is None:
+            return None
+        return {g.generation_id for g in listed if not g.status.is_terminal}
+
+    async def list_recent(self) -> list[RemoteGeneration]:
+        # Newer docs: filters and full rows; older: only active rows whatever the filter.
+        found: dict[str, RemoteGeneration] = {}
+        for status in (None, "succeeded", "failed", "cancelled"):
+            for generation in await self._list(status) or []:
+                found.setdefault(generation.generation_id, generation)
+        return list(found.values())
 
     @asynccontextmanager
     async def open_download(self, url: str, *, offset: int = 0) -> AsyncIterator[httpx.Response]:

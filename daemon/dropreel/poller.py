@@ -89,10 +89,15 @@ async def run_poller(
     """No polls while the stream is up; one reconcile per (re)connect; polls while it is down."""
     await health.first_attempt_done.wait()
     reconciled_for = 0
-    down_since: float | None = None
+    requests_handled = 0
+    next_poll_at: float | None = None
     while True:
+        if health.reconcile_requests != requests_handled:
+            requests_handled = health.reconcile_requests
+            await reconciler.reconcile()
+            continue
         if health.up:
-            down_since = None
+            next_poll_at = None
             if health.connects != reconciled_for:
                 # Events fired while we were not connected are lost: catch up once.
                 reconciled_for = health.connects
@@ -101,11 +106,12 @@ async def run_poller(
             await health.wait_changed()
             continue
         now = monotonic()
-        if down_since is None:
+        if next_poll_at is None:
             # The reconnect's reconcile covers a short blip; poll only if it lasts.
-            down_since = now
-        else:
+            next_poll_at = now + interval_s
+        elif now >= next_poll_at:
+            next_poll_at = now + interval_s
             await reconciler.reconcile()
-        elapsed = monotonic() - now
-        with anyio.move_on_after(max(0.0, interval_s - elapsed)):
+            continue
+        with anyio.move_on_after(next_poll_at - now):
             await health.wait_changed()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -20,6 +20,9 @@ class RemoteGeneration:
     status: RemoteStatus
     result_url: str | None = None
     error: str | None = None
+    enqueued_at: float | None = None
+    # The row as the provider sent it (echoed request parameters among its fields).
+    row: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Provider(Protocol):
@@ -35,6 +38,10 @@ class Provider(Protocol):
 
     async def list_active(self) -> set[str] | None:
         """Ids of the caller's queued/processing generations, or None if it cannot tell."""
+        ...
+
+    async def list_recent(self) -> list[RemoteGeneration]:
+        """Every generation of the caller's the provider will list, with request echoes."""
         ...
 
     def open_download(

@@ -44,6 +44,7 @@ from dropreel.lifecycle import (
 from dropreel.matching import Matcher
 from dropreel.poller import Reconciler, run_poller
 from dropreel.provider import EventFeed, Provider
+from dropreel.settle import Unsettled, settle_lost_post
 from dropreel.store import GenerationRow, JobRow, Store
 
 log = structlog.get_logger("dropreel.service")
@@ -126,6 +127,7 @@ class Daemon:
             on_accepted=self._submit_send.send,
         )
         self._group: TaskGroup | None = None
+        self._lost_posts: list[str] = []
 
     # ---- running ----------------------------------------------------------------------
 
@@ -173,6 +175,8 @@ class Daemon:
             for _ in range(self.settings.hooks.concurrency):
                 group.start_soon(self._worker, self._hook_recv.clone(), self._hook)
             await self.health.first_attempt_done.wait()
+            if self._lost_posts:
+                group.start_soon(self._settle_lost_posts, self._lost_posts)
             group.start_soon(self._watch_inbox, inbox_stop)
             self.ready.set()
             log.info("ready", inbox=str(self.settings.inbox_dir), stream=self.health.up)
@@ -256,16 +260,7 @@ class Daemon:
             await self._finish_claim(job.job_id, job.source_path, job.kept_path)
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self._submit_send.send(job.job_id)
-        for job in await self.store.jobs([JobState.SUBMITTING]):
-            await self.store.set_job_state(
-                job.job_id,
-                JobState.NEEDS_ATTENTION,
-                error=(
-                    "dropreel stopped while this job's POST was in flight: it may or may not "
-                    "have been created (and billed). Not resubmitted; check the provider's queue."
-                ),
-            )
-            log.error("job needs attention", job_id=job.job_id, reason="POST answer unknown")
+        self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
         for generation in await self.store.generations_in(Phase.WAITING):
             self.matcher.register(
                 generation.job_id, [(generation.generation_id, generation.remote_status)]
@@ -294,6 +289,54 @@ class Daemon:
             await self.store.set_job_state(
                 job_id, JobState.FAILED, error="the job file vanished while being claimed"
             )
+
+    async def _settle_lost_posts(self, job_ids: list[str]) -> None:
+        """Jobs whose POST answer was lost in a crash: adopt what they created, or park them."""
+        attempt = 0
+        while True:
+            try:
+                candidates = await self.provider.list_recent()
+                break
+            except (httpx.HTTPError, DropreelError) as exc:
+                delay = backoff_delay(attempt, initial_s=1.0, max_s=60.0)
+                attempt += 1
+                log.warning(
+                    "cannot list the queue to settle lost POSTs",
+                    error=str(exc),
+                    retry_in_s=round(delay, 2),
+                    jobs=len(job_ids),
+                )
+                await anyio.sleep(delay)
+        taken = await self.store.known_generation_ids()
+        window_s = self.settings.oxen.connect_timeout_s + self.settings.oxen.read_timeout_s
+        jobs = [j for j in await self.store.jobs([JobState.SUBMITTING]) if j.job_id in job_ids]
+        for job in sorted(jobs, key=lambda j: j.post_started_at or j.updated_at):
+            outcome = settle_lost_post(
+                job.request or {},
+                job.post_started_at or job.updated_at,
+                window_s=window_s,
+                candidates=candidates,
+                taken=taken,
+            )
+            if isinstance(outcome, Unsettled):
+                await self.store.set_job_state(
+                    job.job_id, JobState.NEEDS_ATTENTION, error=outcome.reason
+                )
+                log.error("job needs attention", job_id=job.job_id, reason=outcome.reason)
+                continue
+            pairs = [(g.generation_id, g.status) for g in outcome.generations]
+            taken.update(g for g, _ in pairs)
+            await self.store.record_submission(job.job_id, pairs, how="adopted from the listing")
+            early = self.matcher.register(job.job_id, pairs)
+            log.warning(
+                "lost POST settled from the queue listing",
+                job_id=job.job_id,
+                generation_ids=[g for g, _ in pairs],
+            )
+            for observed in early:
+                await self.observe(observed)
+        # Adopted generations may have finished while we were away: look once.
+        self.health.request_reconcile()
 
     # ---- submission -------------------------------------------------------------------
 

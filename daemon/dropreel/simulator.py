@@ -312,6 +312,8 @@ class Simulator:
             "started_at": int(generation.started_at) if generation.started_at else None,
             "completed_at": int(generation.completed_at) if generation.completed_at else None,
         }
+        for key, value in generation.params.items():
+            view.setdefault(key, value)
         if self.options.legacy_api:
             view["model"] = view.pop("model_name")
         return view

@@ -29,6 +29,7 @@ CREATE TABLE jobs (
     error         TEXT,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
+    post_started_at REAL,
     submitted_at  REAL,
     finished_at   REAL,
     manifest_path TEXT
@@ -78,6 +79,7 @@ class JobRow:
     error: str | None
     created_at: float
     updated_at: float
+    post_started_at: float | None
     submitted_at: float | None
     finished_at: float | None
     manifest_path: str | None
@@ -115,6 +117,7 @@ def _job(row: aiosqlite.Row) -> JobRow:
         error=row["error"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        post_started_at=row["post_started_at"],
         submitted_at=row["submitted_at"],
         finished_at=row["finished_at"],
         manifest_path=row["manifest_path"],
@@ -299,17 +302,23 @@ class Store:
     ) -> None:
         now = time.time()
         finished = now if state in (JobState.FAILED, JobState.COMPLETED) else None
+        # The moment a POST may leave: what a lost answer is later matched against.
+        post_started = now if state is JobState.SUBMITTING else None
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE jobs SET state = ?, updated_at = ?, error = COALESCE(?, error),"
-                " kept_path = COALESCE(?, kept_path), finished_at = COALESCE(?, finished_at)"
-                " WHERE job_id = ?",
-                (state, now, error, kept_path, finished, job_id),
+                " kept_path = COALESCE(?, kept_path), finished_at = COALESCE(?, finished_at),"
+                " post_started_at = COALESCE(?, post_started_at) WHERE job_id = ?",
+                (state, now, error, kept_path, finished, post_started, job_id),
             )
             await self._log(db, job_id, state.value, error)
 
+    async def known_generation_ids(self) -> set[str]:
+        rows = await self._fetch_all("SELECT generation_id FROM generations")
+        return {r["generation_id"] for r in rows}
+
     async def record_submission(
-        self, job_id: str, generations: list[tuple[str, RemoteStatus]]
+        self, job_id: str, generations: list[tuple[str, RemoteStatus]], *, how: str = "submitted"
     ) -> None:
         """The POST's answer: the job's generations exist and are billed."""
         now = time.time()
@@ -326,7 +335,7 @@ class Store:
                 "UPDATE jobs SET state = ?, submitted_at = ?, updated_at = ? WHERE job_id = ?",
                 (JobState.SUBMITTED, now, now, job_id),
             )
-            await self._log(db, job_id, "submitted", ",".join(g for g, _ in generations))
+            await self._log(db, job_id, how, ",".join(g for g, _ in generations))
 
     async def complete_job(self, job_id: str, manifest_path: str) -> None:
         now = time.time()

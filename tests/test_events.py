@@ -9,7 +9,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from dropreel.events import Ending, StreamHealth, interpret, run_session
+from dropreel.events import (
+    Ending,
+    ReconnectPolicy,
+    SessionEnd,
+    StreamHealth,
+    interpret,
+    run_session,
+)
 from dropreel.lifecycle import Observation, RemoteStatus, Source
 from dropreel.oxen import OxenClient
 from dropreel.simulator import Simulator
@@ -184,3 +191,25 @@ async def test_keep_alives_hold_the_stream_open(simulator: Simulator) -> None:
             await until(lambda: bool(seen))
             simulator.call_soon(simulator.drop_streams)
     assert seen == [Observation("gx", RemoteStatus.FAILED, Source.EVENT, error="e")]
+
+
+def ended(ending: Ending, held_s: float | None) -> SessionEnd:
+    return SessionEnd(ending, "", held_s)
+
+
+def test_reconnect_backoff_grows_and_resets_only_after_a_stable_connection() -> None:
+    policy = ReconnectPolicy(initial_s=1.0, max_s=8.0, stable_after_s=30.0)
+    half = lambda: 0.5  # noqa: E731 - a fixed jitter makes the table exact
+    delays = [
+        policy.delay_after(ended(Ending.CONNECT_FAILED, None), half),
+        policy.delay_after(ended(Ending.CONNECT_FAILED, None), half),
+        policy.delay_after(ended(Ending.CLOSED_BY_SERVER, 2.0), half),  # a blip: no reset
+        policy.delay_after(ended(Ending.IDLE_TIMEOUT, 5.0), half),
+        policy.delay_after(ended(Ending.IDLE_TIMEOUT, 500.0), half),  # held: start over
+    ]
+    assert delays == [0.75, 1.5, 3.0, 6.0, 0.75]
+
+
+def test_a_refused_key_waits_the_longest_delay_every_time() -> None:
+    policy = ReconnectPolicy(initial_s=0.5, max_s=60.0, stable_after_s=30.0)
+    assert [policy.delay_after(ended(Ending.AUTH_REFUSED, None)) for _ in range(3)] == [60.0] * 3

@@ -154,7 +154,7 @@ async def test_a_refused_job_ends_in_failed_with_the_servers_message(
 async def test_throttling_and_server_errors_are_retried_to_one_creation(
     tmp_path: Path, simulator: Simulator, failures: list[tuple[int, dict[str, str]]]
 ) -> None:
-    simulator.options.fail_next_enqueues = list(failures)
+    simulator.options.fail_next["enqueue"] = list(failures)
     settings = settings_for(tmp_path, simulator)
     drop(tmp_path, "busy.txt", "try again")
     await run_daemon(settings, timeout_s=60)

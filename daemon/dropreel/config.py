@@ -91,8 +91,14 @@ class PollSettings(_Section):
 
 class DeliverySettings(_Section):
     concurrency: int = Field(4, ge=1, le=64)
-    max_attempts: int = Field(5, ge=1)
     retry_initial_s: float = Field(2.0, gt=0)
+    retry_max_s: float = Field(300.0, gt=0)
+
+
+class JobSettings(_Section):
+    # A paid result is retried until this long after the job was accepted, then the job
+    # fails with the reason; a generation the provider never finishes is cancelled then.
+    deadline_s: float = Field(86_400.0, gt=0)
 
 
 class HookSettings(_Section):
@@ -125,6 +131,7 @@ class Settings(BaseSettings):
     submit: SubmitSettings = SubmitSettings()
     events: EventSettings = EventSettings()
     poll: PollSettings = PollSettings()
+    jobs: JobSettings = JobSettings()
     delivery: DeliverySettings = DeliverySettings()
     hooks: HookSettings = HookSettings()
     log: LogSettings = LogSettings()

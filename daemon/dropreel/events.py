@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ import anyio
 import httpx
 import structlog
 
+from dropreel.backoff import backoff_delay
 from dropreel.errors import AuthRefused, ProviderError
 from dropreel.lifecycle import Observation, RemoteStatus, Source
 from dropreel.provider import EventFeed
@@ -65,6 +67,28 @@ class SessionEnd:
     ending: Ending
     detail: str
     connected_for_s: float | None
+
+
+@dataclass(slots=True)
+class ReconnectPolicy:
+    """How long to wait before the next connection attempt, given how the last one ended."""
+
+    initial_s: float
+    max_s: float
+    stable_after_s: float
+    attempt: int = 0
+
+    def delay_after(self, end: SessionEnd, rand: Callable[[], float] = random.random) -> float:
+        # Start over only after a connection that held: a stream that connects, then drops
+        # at once, must not reconnect at full speed forever.
+        if end.connected_for_s is not None and end.connected_for_s >= self.stable_after_s:
+            self.attempt = 0
+        delay = backoff_delay(self.attempt, initial_s=self.initial_s, max_s=self.max_s, rand=rand)
+        if end.ending is Ending.AUTH_REFUSED:
+            # A refused key stays refused until a person acts: retrying fast only hammers.
+            delay = max(delay, self.max_s)
+        self.attempt += 1
+        return delay
 
 
 class StreamHealth:

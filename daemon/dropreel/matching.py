@@ -16,6 +16,7 @@ class Pending:
 
     job_id: str
     status: RemoteStatus
+    enqueued_at: float
 
 
 class Matcher:
@@ -57,16 +58,25 @@ class Matcher:
             self._early.popitem(last=False)
 
     def register(
-        self, job_id: str, generations: Iterable[tuple[str, RemoteStatus]]
+        self,
+        job_id: str,
+        generations: Iterable[tuple[str, RemoteStatus]],
+        *,
+        enqueued_at: float | None = None,
     ) -> list[Observation]:
         """Start waiting for these generations; return events that came before we knew them."""
         early: list[Observation] = []
+        since = time.time() if enqueued_at is None else enqueued_at
         for generation_id, status in generations:
-            self.pending[generation_id] = Pending(job_id, status)
+            self.pending[generation_id] = Pending(job_id, status, since)
             kept = self._early.pop(generation_id, None)
             if kept is not None:
                 early.append(kept[1])
         return early
+
+    def overdue(self, before: float) -> list[str]:
+        """Waiting generations enqueued before this moment (wall clock)."""
+        return [g for g, p in self.pending.items() if p.enqueued_at < before]
 
     def forget(self, generation_id: str) -> None:
         self.pending.pop(generation_id, None)

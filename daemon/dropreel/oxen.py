@@ -147,6 +147,14 @@ class OxenClient:
         inner = payload.get("generation") if isinstance(payload, dict) else None
         return parse_generation(inner if inner is not None else payload, what)
 
+    async def cancel(self, generation_id: str) -> None:
+        what = f"DELETE /api/ai/queue/{generation_id}"
+        path = quote(generation_id, safe="")
+        response = await self._http.delete(f"{self._rest}/queue/{path}", headers=self._auth())
+        # Older docs answer 404 for a generation that is already terminal: nothing to stop.
+        if response.status_code != 404:
+            raise_for_answer(response, what)
+
     async def _list(self, status: str | None) -> list[RemoteGeneration] | None:
         what = "GET /api/ai/queue" + (f"?status={status}" if status else "")
         params = {"status": status} if status else None

@@ -40,6 +40,10 @@ class Provider(Protocol):
         """Ids of the caller's queued/processing generations, or None if it cannot tell."""
         ...
 
+    async def cancel(self, generation_id: str) -> None:
+        """Ask the provider to stop a queued or processing generation."""
+        ...
+
     async def list_recent(self) -> list[RemoteGeneration]:
         """Every generation of the caller's the provider will list, with request echoes."""
         ...

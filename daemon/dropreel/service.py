@@ -26,7 +26,7 @@ from dropreel.errors import (
     ResultUrlRefused,
     RetryableProviderError,
 )
-from dropreel.events import Ending, StreamHealth, run_session
+from dropreel.events import Ending, ReconnectPolicy, StreamHealth, run_session
 from dropreel.files import move_to_failed, rename_durably
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
 from dropreel.inbox import Inbox, InboxFolders
@@ -36,6 +36,7 @@ from dropreel.lifecycle import (
     JobState,
     Observation,
     Phase,
+    RemoteStatus,
     Source,
     StillRunning,
     decide,
@@ -168,6 +169,7 @@ class Daemon:
             else:
                 self.health.first_attempt_done.set()
             group.start_soon(self._run_poller)
+            group.start_soon(self._enforce_deadlines)
             for _ in range(self.settings.submit.concurrency):
                 group.start_soon(self._worker, self._submit_recv.clone(), self._submit)
             for _ in range(self.settings.delivery.concurrency):
@@ -214,25 +216,55 @@ class Daemon:
 
     async def _supervise_stream(self, feed: EventFeed) -> None:
         settings = self.settings.events
-        attempt = 0
+        policy = ReconnectPolicy(
+            initial_s=settings.reconnect_initial_s,
+            max_s=settings.reconnect_max_s,
+            stable_after_s=settings.stable_after_s,
+        )
         while True:
             end = await run_session(feed, self.health, self.observe)
-            if end.connected_for_s is not None and end.connected_for_s >= settings.stable_after_s:
-                attempt = 0
-            delay = backoff_delay(
-                attempt, initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s
-            )
-            if end.ending is Ending.AUTH_REFUSED:
-                # Retrying a refused key quickly only hammers the provider.
-                delay = max(delay, settings.reconnect_max_s)
-            attempt += 1
-            log.warning(
+            delay = policy.delay_after(end)
+            (log.error if end.ending is Ending.AUTH_REFUSED else log.warning)(
                 "stream down",
                 ending=end.ending.value,
                 detail=end.detail,
                 retry_in_s=round(delay, 2),
             )
             await anyio.sleep(delay)
+
+    async def _enforce_deadlines(self) -> None:
+        """Generations still waiting past their job's deadline: look once more, then give up."""
+        deadline_s = self.settings.jobs.deadline_s
+        while True:
+            await anyio.sleep(min(60.0, deadline_s / 4))
+            for generation_id in self.matcher.overdue(time.time() - deadline_s):
+                await self._give_up_waiting(generation_id, deadline_s)
+
+    async def _give_up_waiting(self, generation_id: str, deadline_s: float) -> None:
+        try:
+            remote = await self.provider.get(generation_id)
+        except (httpx.HTTPError, DropreelError):
+            remote = None
+        if remote is not None and remote.status.is_terminal:
+            await self.observe(
+                Observation(
+                    generation_id, remote.status, Source.POLL, remote.result_url, remote.error
+                )
+            )
+            return
+        try:
+            await self.provider.cancel(generation_id)
+            cancelled = "cancelled at the provider"
+        except (httpx.HTTPError, DropreelError) as exc:
+            cancelled = f"cancelling it failed: {exc}"
+        last = remote.status.value if remote is not None else "unknown"
+        reason = (
+            f"no result within the job deadline ({deadline_s:g}s); the provider last said "
+            f"{last!r}; {cancelled}"
+        )
+        await self.observe(
+            Observation(generation_id, RemoteStatus.FAILED, Source.POLL, error=reason)
+        )
 
     async def _stop_when_idle(self, stop: anyio.Event) -> None:
         # Idleness is a state of the database and the inbox folder, not an event: look.
@@ -261,9 +293,12 @@ class Daemon:
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self._submit_send.send(job.job_id)
         self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
+        created = {j.job_id: j.created_at for j in await self.store.jobs([JobState.SUBMITTED])}
         for generation in await self.store.generations_in(Phase.WAITING):
             self.matcher.register(
-                generation.job_id, [(generation.generation_id, generation.remote_status)]
+                generation.job_id,
+                [(generation.generation_id, generation.remote_status)],
+                enqueued_at=created.get(generation.job_id, generation.enqueued_at),
             )
         for generation in await self.store.generations_in(Phase.DOWNLOADING):
             await self._deliver_send.send(generation.generation_id)
@@ -327,7 +362,7 @@ class Daemon:
             pairs = [(g.generation_id, g.status) for g in outcome.generations]
             taken.update(g for g, _ in pairs)
             await self.store.record_submission(job.job_id, pairs, how="adopted from the listing")
-            early = self.matcher.register(job.job_id, pairs)
+            early = self.matcher.register(job.job_id, pairs, enqueued_at=job.created_at)
             log.warning(
                 "lost POST settled from the queue listing",
                 job_id=job.job_id,
@@ -356,14 +391,20 @@ class Daemon:
                     generations = await self.provider.enqueue(job.request)
                     pairs = [(g.generation_id, g.status) for g in generations]
                     await self.store.record_submission(job_id, pairs)
-                    early = self.matcher.register(job_id, pairs)
+                    early = self.matcher.register(job_id, pairs, enqueued_at=job.created_at)
             except RequestRefused as exc:
                 await self._refuse(job, f"refused by the provider: {exc.message}")
                 return
             except _NOT_CREATED as exc:
                 # Nothing was created: the server said so, or the request never reached it.
+                remaining = job.created_at + self.settings.jobs.deadline_s - time.time()
+                if remaining <= 0:
+                    await self._refuse(
+                        job, f"not submitted within the job deadline; last error: {exc}"
+                    )
+                    return
                 await self.store.set_job_state(job_id, JobState.ACCEPTED, error=str(exc))
-                delay = self._retry_delay(exc, attempt)
+                delay = min(self._retry_delay(exc, attempt), remaining)
                 attempt += 1
                 bound.warning("submission will be retried", error=str(exc), retry_in_s=delay)
                 await anyio.sleep(delay)
@@ -463,16 +504,25 @@ class Daemon:
             )
             refreshed = isinstance(exc, ResultUrlRefused) and await self._refresh_url(generation)
             settings = self.settings.delivery
-            if attempts >= settings.max_attempts:
-                reason = f"download failed {attempts} times; last error: {exc}"
+            # A paid result is worth retrying (full disk, network, expired URL) until the
+            # job's deadline: only then is it given up, with the reason, never silently.
+            remaining = job.created_at + self.settings.jobs.deadline_s - time.time()
+            if remaining <= 0:
+                reason = (
+                    f"not downloaded within the job deadline ({self.settings.jobs.deadline_s:g}s)"
+                    f" after {attempts} attempts; last error: {exc}"
+                )
                 await self.store.record_delivered(generation, None, error=reason)
                 bound.error("download abandoned", error=str(exc), attempts=attempts)
                 return True
             delay = (
                 0.0
                 if refreshed
-                else backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
+                else backoff_delay(
+                    attempts - 1, initial_s=settings.retry_initial_s, max_s=settings.retry_max_s
+                )
             )
+            delay = min(delay, remaining)
             bound.warning("download failed", error=str(exc), retry_in_s=round(delay, 2))
             self._spawn_later(delay, self._deliver_send, generation.generation_id)
             return False

@@ -48,8 +48,17 @@ class SimulatorOptions:
     complete_before_answer: bool = False
     # Answer /api/events with this status instead of a stream (None: stream normally).
     refuse_events_with: int | None = None
-    # Statuses (with headers) for the next POSTs, consumed one per POST; nothing is created.
-    fail_next_enqueues: list[tuple[int, dict[str, str]]] = field(default_factory=list)
+    # Scripted failures: request kind ("enqueue", "get", "list", "record", "events",
+    # "download", "cancel") -> statuses (with headers) for its next requests, one each.
+    fail_next: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    # Event streams send nothing at all, not even keep-alives, while this is set.
+    stall_streams: bool = False
+    # Around each completion: garbage data, an unrelated event type and a duplicate.
+    noisy_events: bool = False
+    # The next this many downloads send half their body, then drop the connection.
+    cut_downloads: int = 0
+    # Completion events carry result URLs that have already expired (REST has fresh ones).
+    expired_event_urls: bool = False
 
 
 @dataclass
@@ -94,6 +103,7 @@ class Simulator:
         self._group: TaskGroup | None = None
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.url_epoch = 0
 
     # ---- what tests read --------------------------------------------------------------
 
@@ -155,11 +165,25 @@ class Simulator:
             yield
             group.cancel_scope.cancel()
 
-    def _record_request(self, method: str, kind: str, generation_id: str | None = None) -> None:
+    def _gate(
+        self, request: Request, kind: str, generation_id: str | None = None, *, auth: bool = True
+    ) -> Response | None:
+        """Record a request; answer it here if it is refused or a failure is scripted."""
         with self._lock:
             self.requests.append(
-                RequestRecord(time.time(), method, kind, generation_id, len(self._subscribers))
+                RequestRecord(
+                    time.time(), request.method, kind, generation_id, len(self._subscribers)
+                )
             )
+        if auth and not self._authorised(request):
+            return self._unauthenticated()
+        scripted = self.options.fail_next.get(kind)
+        if scripted:
+            status, headers = scripted.pop(0)
+            return JSONResponse(
+                {"error": {"message": f"simulated {status}"}}, status, headers=headers
+            )
+        return None
 
     def _authorised(self, request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -184,14 +208,8 @@ class Simulator:
         )
 
     async def _enqueue(self, request: Request) -> Response:
-        self._record_request("POST", "enqueue")
-        if not self._authorised(request):
-            return self._unauthenticated()
-        if self.options.fail_next_enqueues:
-            status, headers = self.options.fail_next_enqueues.pop(0)
-            return JSONResponse(
-                {"error": {"message": f"simulated {status}"}}, status, headers=headers
-            )
+        if (refused := self._gate(request, "enqueue")) is not None:
+            return refused
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -274,7 +292,14 @@ class Simulator:
                 "model": generation.model,
                 "url": self.result_url(generation_id),
             }
+            if self.options.expired_event_urls:
+                data["url"] = data["url"].replace(f"sig={self.url_epoch}", "sig=expired")
+        if self.options.noisy_events:
+            self.publish("media_generation_completed", "{not json at all")
+            self.publish("repo_updated", {"generation_id": generation_id, "status": "succeeded"})
         self.publish("media_generation_completed", data)
+        if self.options.noisy_events:
+            self.publish("media_generation_completed", data)
 
     def publish(self, event_type: str, data: dict[str, Any] | str) -> None:
         """Send one event to every connected stream (none are replayed later)."""
@@ -296,7 +321,11 @@ class Simulator:
             subscriber.close()
 
     def result_url(self, generation_id: str) -> str:
-        return f"{self.base_url}/api/repos/sim/files/{generation_id}.mp4?sig=sim"
+        return f"{self.base_url}/api/repos/sim/files/{generation_id}.mp4?sig={self.url_epoch}"
+
+    def expire_result_urls(self) -> None:
+        """Every result URL handed out so far answers 403 from now on; REST gives fresh ones."""
+        self.url_epoch += 1
 
     def _rest_view(self, generation: SimGeneration) -> dict[str, Any]:
         succeeded = generation.status == "succeeded"
@@ -320,9 +349,8 @@ class Simulator:
 
     async def _get(self, request: Request) -> Response:
         generation_id = request.path_params["generation_id"]
-        self._record_request("GET", "get", generation_id)
-        if not self._authorised(request):
-            return self._unauthenticated()
+        if (refused := self._gate(request, "get", generation_id)) is not None:
+            return refused
         generation = self.generations.get(generation_id)
         if generation is None:
             return self._not_found("generation")
@@ -332,9 +360,8 @@ class Simulator:
 
     async def _record(self, request: Request) -> Response:
         generation_id = request.path_params["generation_id"]
-        self._record_request("GET", "record", generation_id)
-        if not self._authorised(request):
-            return self._unauthenticated()
+        if (refused := self._gate(request, "record", generation_id)) is not None:
+            return refused
         generation = self.generations.get(generation_id)
         if generation is None:
             return self._not_found("generation")
@@ -347,9 +374,8 @@ class Simulator:
         )
 
     async def _list(self, request: Request) -> Response:
-        self._record_request("GET", "list")
-        if not self._authorised(request):
-            return self._unauthenticated()
+        if (refused := self._gate(request, "list")) is not None:
+            return refused
         wanted = request.query_params.get("status")
         rows = []
         for generation in self.generations.values():
@@ -367,9 +393,8 @@ class Simulator:
 
     async def _cancel(self, request: Request) -> Response:
         generation_id = request.path_params["generation_id"]
-        self._record_request("DELETE", "cancel", generation_id)
-        if not self._authorised(request):
-            return self._unauthenticated()
+        if (refused := self._gate(request, "cancel", generation_id)) is not None:
+            return refused
         generation = self.generations.get(generation_id)
         if generation is None or (self.options.legacy_api and generation.status in TERMINAL):
             return self._not_found("generation")
@@ -379,9 +404,8 @@ class Simulator:
         return JSONResponse({"status": "success", "generation_id": generation_id})
 
     async def _events(self, request: Request) -> Response:
-        self._record_request("GET", "events")
-        if not self._authorised(request):
-            return self._unauthenticated()
+        if (refused := self._gate(request, "events")) is not None:
+            return refused
         if self.options.refuse_events_with is not None:
             status = self.options.refuse_events_with
             return JSONResponse({"error": {"message": f"simulated {status}"}}, status)
@@ -396,6 +420,8 @@ class Simulator:
                     while True:
                         with anyio.move_on_after(keepalive_s) as idle:
                             frame = await receive.receive()
+                        if self.options.stall_streams:
+                            continue  # the socket stays open; nothing reaches the client
                         if idle.cancelled_caught:
                             yield b": keep-alive\n\n"
                         else:
@@ -413,22 +439,31 @@ class Simulator:
         )
 
     async def _download(self, request: Request) -> Response:
-        name = request.path_params["name"]
-        generation_id = name.removesuffix(".mp4")
-        self._record_request("GET", "download", generation_id)
+        generation_id = request.path_params["name"].removesuffix(".mp4")
+        # Presigned: the signature, not the bearer key, grants access.
+        if (refused := self._gate(request, "download", generation_id, auth=False)) is not None:
+            return refused
         generation = self.generations.get(generation_id)
         if generation is None or generation.status != "succeeded":
             return Response("no such object", 404)
+        if request.query_params.get("sig") != str(self.url_epoch):
+            return Response("signature expired", 403)
         body = self.content_for(generation_id, self.options.result_bytes)
         start = _range_start(request.headers.get("range"))
+        headers = {"Content-Length": str(len(body))}
+        status = 200
         if start is not None and 0 < start < len(body):
-            return Response(
-                body[start:],
-                206,
-                media_type="video/mp4",
-                headers={"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"},
+            headers = {
+                "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}",
+                "Content-Length": str(len(body) - start),
+            }
+            body, status = body[start:], 206
+        if self.options.cut_downloads > 0:
+            self.options.cut_downloads -= 1
+            return StreamingResponse(
+                _half_then_drop(body), status, headers=headers, media_type="video/mp4"
             )
-        return Response(body, media_type="video/mp4")
+        return Response(body, status, headers=headers, media_type="video/mp4")
 
     async def _stats(self, _request: Request) -> Response:
         return JSONResponse(
@@ -450,6 +485,11 @@ def _invalid(detail: str) -> JSONResponse:
         },
         400,
     )
+
+
+async def _half_then_drop(body: bytes) -> AsyncIterator[bytes]:
+    yield body[: len(body) // 2]
+    raise ConnectionAbortedError("simulated: connection dropped mid-download")
 
 
 def _range_start(header: str | None) -> int | None:

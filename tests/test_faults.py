@@ -1,0 +1,144 @@
+"""The daemon against a hostile provider: each fault switched on in the real simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+
+from dropreel.lifecycle import JobState
+from dropreel.simulator import Simulator
+from dropreel.store import Store
+
+from .daemon_harness import hook_argv, hook_lines, run_daemon, settings_for, until
+
+
+def drop(root: Path, name: str, text: str) -> None:
+    (root / "inbox").mkdir(exist_ok=True)
+    (root / "inbox" / name).write_text(text, encoding="utf-8")
+
+
+def served(simulator: Simulator, root: Path, name: str) -> bool:
+    [generation_id] = simulator.generations
+    expected = simulator.content_for(generation_id, simulator.options.result_bytes)
+    return (root / "outbox" / name).read_bytes() == expected
+
+
+async def test_a_stalled_stream_is_noticed_and_its_lost_events_reconciled(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.complete_after_s = (0.3, 0.3)
+    settings = settings_for(
+        tmp_path, simulator, events={"idle_timeout_s": 0.5}, poll={"interval_s": 600}
+    )
+    drop(tmp_path, "stalled.txt", "p")
+
+    async def stall_until_done() -> None:
+        await until(lambda: simulator.count("enqueue") == 1)
+        simulator.options.stall_streams = True
+        await until(lambda: all(g.status == "succeeded" for g in simulator.generations.values()))
+        await until(lambda: simulator.count("events") >= 2)  # the stall was noticed
+        simulator.options.stall_streams = False
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(stall_until_done)
+        await run_daemon(settings)
+    assert served(simulator, tmp_path, "stalled.mp4")
+    assert simulator.count("list") + simulator.count("get") >= 1
+
+
+async def test_garbage_unrelated_and_duplicate_events_change_nothing(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.noisy_events = True
+    log = tmp_path / "hooks.log"
+    settings = settings_for(tmp_path, simulator, hooks={"on_complete": hook_argv(log)})
+    drop(tmp_path, "noisy.json", json.dumps({"prompt": "p", "num_generations": 2}))
+    await run_daemon(settings)
+    assert sorted(p.name for p in (tmp_path / "outbox").iterdir()) == [
+        "noisy-1.mp4",
+        "noisy-2.mp4",
+        "noisy.result.json",
+    ]
+    assert sorted(r["generation_id"] for r in hook_lines(log)) == sorted(simulator.generations)
+    assert simulator.count("download") == 2
+
+
+async def test_a_download_cut_half_way_resumes_where_it_stopped(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.cut_downloads = 1
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "cut.txt", "p")
+    await run_daemon(settings)
+    assert served(simulator, tmp_path, "cut.mp4")
+    assert simulator.count("download") == 2
+    assert simulator.count("enqueue") == 1
+
+
+async def test_an_expired_result_url_is_refreshed_over_rest(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.expired_event_urls = True
+    settings = settings_for(tmp_path, simulator)
+    drop(tmp_path, "expired.txt", "p")
+    await run_daemon(settings)
+    assert served(simulator, tmp_path, "expired.mp4")
+    assert simulator.count("get") == 1
+    assert simulator.count("download") == 2
+
+
+async def test_a_refused_key_is_not_hammered_and_the_job_waits(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.api_key = "the-right-key"
+    settings = settings_for(tmp_path, simulator, events={"reconnect_max_s": 1.0})
+    drop(tmp_path, "waiting.txt", "p")
+    stop = anyio.Event()
+
+    async def watch_for_a_while() -> None:
+        await anyio.sleep(2.5)
+        stop.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(watch_for_a_while)
+        await run_daemon(settings, until_idle=False, stop=stop)
+    assert 1 <= simulator.count("events") <= 4
+    assert 1 <= simulator.count("enqueue") <= 4
+    async with Store.open(settings.database_path, read_only=True) as store:
+        [job] = await store.jobs()
+    assert job.state is JobState.ACCEPTED
+    assert job.error is not None and "401" in job.error
+    assert not simulator.generations
+
+
+async def test_a_generation_past_the_deadline_is_cancelled_and_explained(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.complete_after_s = (60.0, 60.0)
+    log = tmp_path / "hooks.log"
+    settings = settings_for(
+        tmp_path, simulator, jobs={"deadline_s": 1.0}, hooks={"on_complete": hook_argv(log)}
+    )
+    drop(tmp_path, "slow.txt", "p")
+    await run_daemon(settings)
+    [run] = hook_lines(log)
+    assert run["status"] == "failed"
+    assert "no result within the job deadline (1s)" in run["error"]
+    assert "cancelled at the provider" in run["error"]
+    assert simulator.count("cancel") == 1
+    [generation] = simulator.generations.values()
+    assert generation.status == "cancelled"
+
+
+async def test_transient_status_errors_while_polling_are_survived(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.refuse_events_with = 503
+    simulator.options.fail_next["list"] = [(500, {}), (429, {"Retry-After": "1"})]
+    simulator.options.fail_next["get"] = [(502, {})]
+    settings = settings_for(tmp_path, simulator, poll={"interval_s": 0.2})
+    drop(tmp_path, "flaky.txt", "p")
+    await run_daemon(settings)
+    assert served(simulator, tmp_path, "flaky.mp4")

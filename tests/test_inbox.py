@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from dropreel.files import finish_failed_moves
 from dropreel.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import JobState
 from dropreel.store import Store
@@ -154,3 +155,18 @@ async def test_a_file_still_being_written_is_left_to_settle(tmp_path: Path) -> N
         os.utime(path, (old, old))
         assert await inbox.scan() is False
         assert len(accepted) == 1
+
+
+def test_a_refusal_cut_short_by_a_crash_is_finished_at_start_up(tmp_path: Path) -> None:
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    # Killed after the move, before the reason was put in place:
+    (failed / "moved.json").write_text("{")
+    (failed / ".moved.json.error.pending").write_text('{"reason": "not valid JSON"}')
+    # Killed before the move: the file is still in the inbox and will be judged again.
+    (failed / ".unmoved.json.error.pending").write_text('{"reason": "x"}')
+    finish_failed_moves(failed)
+    assert sorted(p.name for p in failed.iterdir()) == ["moved.json", "moved.json.error.json"]
+    assert json.loads((failed / "moved.json.error.json").read_text())["reason"] == (
+        "not valid JSON"
+    )

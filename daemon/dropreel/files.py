@@ -55,22 +55,6 @@ def link_no_clobber(
         return target
 
 
-def move_no_clobber(source: Path, folder: Path, desired: str) -> Path:
-    """Move any file (regular or not) into `folder` under a free name; never deletes data."""
-    folder.mkdir(parents=True, exist_ok=True)
-    # rename() would replace silently, so pick a name nobody holds; the folder is ours alone.
-    target = folder / first_free(desired, lambda n: os.path.lexists(folder / n))
-    try:
-        source.rename(target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        # Another filesystem: shutil copies, then removes the original only once copied.
-        shutil.move(os.fspath(source), os.fspath(target))
-    fsync_dir(folder)
-    return target
-
-
 def write_new_file(folder: Path, desired: str, data: bytes) -> Path:
     """Create a file under a free name, atomically: nobody ever sees it half-written."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -117,22 +101,58 @@ def rename_durably(source: Path, target: Path) -> None:
 
 
 def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: str) -> Path:
-    """Move a refused file into `failed/` with `<name>.error.json` beside it."""
-    desired = printable(original_name)
+    """Move a refused file into `failed/` with `<name>.error.json` beside it.
+
+    The reason is written first, under a hidden name, so a crash at any point leaves
+    either the file still in the inbox or the file in failed/ with its reason
+    (`finish_failed_moves` completes the last step at start-up).
+    """
     failed.mkdir(parents=True, exist_ok=True)
     taken = {e.name for e in os.scandir(failed)}
-    # The sidecar's name must be free too, so pick the pair together.
-    name = first_free(desired, lambda n: n in taken or error_sidecar_name(n) in taken)
-    kept = move_no_clobber(source, failed, name)
-    sidecar = failed / error_sidecar_name(kept.name)
+    name = first_free(
+        printable(original_name),
+        lambda n: n in taken or error_sidecar_name(n) in taken or _pending(n) in taken,
+    )
     payload = {
         "file": original_name,
-        "kept_as": kept.name,
+        "kept_as": name,
         "reason": reason,
         "rejected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    temp = failed / f".{kept.name}.error.tmp"
-    temp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    temp.replace(sidecar)
+    pending = failed / _pending(name)
+    with pending.open("w", encoding="utf-8") as handle:
+        handle.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    kept = failed / name
+    _rename_across(source, kept)
+    pending.replace(failed / error_sidecar_name(name))
     fsync_dir(failed)
     return kept
+
+
+def finish_failed_moves(failed: Path) -> None:
+    """Finish refusals a crash cut short: place each reason, or drop it if its file never moved."""
+    if not failed.is_dir():
+        return
+    for pending in failed.glob(".*.error.pending"):
+        name = pending.name[1 : -len(".error.pending")]
+        if os.path.lexists(failed / name):
+            pending.replace(failed / error_sidecar_name(name))
+        else:
+            pending.unlink()  # the file is still in the inbox and will be judged again
+    fsync_dir(failed)
+
+
+def _pending(name: str) -> str:
+    return f".{name}.error.pending"
+
+
+def _rename_across(source: Path, target: Path) -> None:
+    try:
+        source.rename(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # Another filesystem: shutil copies, then removes the original only once copied.
+        shutil.move(os.fspath(source), os.fspath(target))

@@ -27,7 +27,7 @@ from dropreel.errors import (
     RetryableProviderError,
 )
 from dropreel.events import Ending, ReconnectPolicy, StreamHealth, run_session
-from dropreel.files import move_to_failed, rename_durably
+from dropreel.files import finish_failed_moves, move_to_failed, rename_durably
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
 from dropreel.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import (
@@ -288,6 +288,7 @@ class Daemon:
 
     async def _recover(self) -> None:
         """Pick up every unfinished job and generation where the last run left it."""
+        await anyio.to_thread.run_sync(finish_failed_moves, self.settings.failed_dir)
         for job in await self.store.jobs([JobState.CLAIMING]):
             await self._finish_claim(job.job_id, job.source_path, job.kept_path)
         for job in await self.store.jobs([JobState.ACCEPTED]):

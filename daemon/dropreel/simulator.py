@@ -83,6 +83,8 @@ class RequestRecord:
     kind: str
     generation_id: str | None
     streams_open: int
+    # Seconds since the newest event stream connected, if any is open.
+    stream_age_s: float | None = None
 
 
 @dataclass
@@ -94,6 +96,8 @@ class Simulator:
     generations: dict[str, SimGeneration] = field(default_factory=dict)
     requests: list[RequestRecord] = field(default_factory=list)
     events_sent: list[dict[str, Any]] = field(default_factory=list)
+    # Every POST that created generations: its body and the ids it created.
+    enqueued: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.options.seed)
@@ -104,6 +108,7 @@ class Simulator:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.url_epoch = 0
+        self._newest_stream_at: float | None = None
 
     # ---- what tests read --------------------------------------------------------------
 
@@ -115,12 +120,21 @@ class Simulator:
         with self._lock:
             return dict(Counter(r.kind for r in self.requests))
 
-    def polls_while_streaming(self) -> int:
-        """Status look-ups made while at least one event stream was connected."""
+    def polls_while_streaming(self, *, after_connect_grace_s: float | None = None) -> int:
+        """Status look-ups made while an event stream was connected.
+
+        With a grace, look-ups within that long of the newest connect are not counted:
+        the one reconcile a client owes after (re)connecting.
+        """
+        grace = after_connect_grace_s
+
+        def counted(r: RequestRecord) -> bool:
+            if r.kind not in ("get", "list", "record") or not r.streams_open:
+                return False
+            return grace is None or r.stream_age_s is None or r.stream_age_s > grace
+
         with self._lock:
-            return sum(
-                1 for r in self.requests if r.kind in ("get", "list", "record") and r.streams_open
-            )
+            return sum(1 for r in self.requests if counted(r))
 
     @property
     def streams_open(self) -> int:
@@ -169,11 +183,12 @@ class Simulator:
         self, request: Request, kind: str, generation_id: str | None = None, *, auth: bool = True
     ) -> Response | None:
         """Record a request; answer it here if it is refused or a failure is scripted."""
+        now = time.time()
+        open_streams = len(self._subscribers)
+        age = now - self._newest_stream_at if open_streams and self._newest_stream_at else None
         with self._lock:
             self.requests.append(
-                RequestRecord(
-                    time.time(), request.method, kind, generation_id, len(self._subscribers)
-                )
+                RequestRecord(now, request.method, kind, generation_id, open_streams, age)
             )
         if auth and not self._authorised(request):
             return self._unauthenticated()
@@ -226,6 +241,8 @@ class Simulator:
             return _invalid("num_generations must be between 1 and 4")
         params = {k: v for k, v in body.items() if k not in ("model", "num_generations")}
         created = [self._create(model, params) for _ in range(count)]
+        with self._lock:
+            self.enqueued.append((body, [g.generation_id for g in created]))
         if self.options.complete_before_answer:
             for generation in created:
                 self.finish(generation.generation_id)
@@ -412,6 +429,7 @@ class Simulator:
         send, receive = anyio.create_memory_object_stream[bytes](_SUBSCRIBER_BUFFER)
         # Subscribed before the answer is sent: events from now on reach this caller.
         self._subscribers.add(send)
+        self._newest_stream_at = time.time()
         keepalive_s = self.options.keepalive_s
 
         async def frames() -> AsyncIterator[bytes]:

@@ -20,9 +20,11 @@ from dropreel.store import Store
 
 KEY = SecretStr("sk-test-key-123")
 
-# Appends the JSON it is given on stdin, one line per run, to the file named in argv[1].
+# Appends the JSON it is given on stdin, one line per run, to the file named in argv[1]
+# (a hook whose daemon was killed before writing its stdin gets nothing and records nothing).
 HOOK_SCRIPT = (
-    "import sys; line = sys.stdin.read().strip(); open(sys.argv[1], 'a').write(line + '\\n')"
+    "import sys; line = sys.stdin.read().strip()\n"
+    "if line: open(sys.argv[1], 'a').write(line + '\\n')"
 )
 
 

@@ -257,7 +257,8 @@ async def stranded_post(settings: Settings, request: dict[str, object]) -> str:
             stem="stranded",
             request=request,
         )
-        await store.set_job_state("stranded", JobState.SUBMITTING)
+        await store.set_job_state("stranded", JobState.ACCEPTED)
+        assert await store.claim_for_submission("stranded")
     settings.accepted_dir.mkdir(parents=True, exist_ok=True)
     (settings.accepted_dir / "stranded-stranded.json").write_text(json.dumps(request))
     return "stranded"
@@ -338,3 +339,24 @@ def test_retry_refuses_jobs_that_are_not_parked(tmp_path: Path, simulator: Simul
     assert result.returncode == 1
     assert "is submitting; only needs_attention and failed jobs can be retried" in result.stderr
     assert not (tmp_path / "inbox").exists()
+
+
+async def test_a_claim_cut_short_by_a_crash_is_posted_exactly_once(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = settings_for(tmp_path, simulator)
+    kept = settings.accepted_dir / "halfway-halfway.json"
+    async with Store.open(settings.database_path) as store:
+        await store.begin_claim(
+            job_id="halfway",
+            source_name="halfway.json",
+            source_path="/gone",
+            kept_path=str(kept),
+            stem="halfway",
+            request={"prompt": "p", "model": "m"},
+        )
+    kept.parent.mkdir(parents=True)
+    kept.write_text('{"prompt": "p"}')  # the move happened; recording it did not
+    await run_daemon(settings)
+    assert simulator.count("enqueue") == 1
+    assert "halfway.mp4" in outputs(tmp_path)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
@@ -34,7 +35,7 @@ async def test_a_job_walks_its_states_and_survives_reopening(tmp_path: Path) -> 
     async with Store.open(path) as store:
         await claim(store)
         await store.set_job_state("j1", JobState.ACCEPTED)
-        await store.set_job_state("j1", JobState.SUBMITTING)
+        assert await store.claim_for_submission("j1")
         await store.record_submission(
             "j1", [("g1", RemoteStatus.QUEUED), ("g2", RemoteStatus.QUEUED)]
         )
@@ -110,3 +111,22 @@ async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="schema version"):
         async with Store.open(path):
             pass
+
+
+async def test_only_one_claim_for_submission_wins(tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "db.sqlite3") as store:
+        await claim(store)
+        assert not await store.claim_for_submission("j1"), "a claiming job is not ready"
+        await store.set_job_state("j1", JobState.ACCEPTED)
+        results: list[bool] = []
+
+        async def contender() -> None:
+            results.append(await store.claim_for_submission("j1"))
+
+        async with anyio.create_task_group() as group:
+            for _ in range(5):
+                group.start_soon(contender)
+        assert sorted(results) == [False, False, False, False, True]
+        job = await store.job("j1")
+        assert job is not None and job.state is JobState.SUBMITTING
+        assert job.post_started_at is not None

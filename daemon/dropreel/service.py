@@ -291,6 +291,7 @@ class Daemon:
         await anyio.to_thread.run_sync(finish_failed_moves, self.settings.failed_dir)
         for job in await self.store.jobs([JobState.CLAIMING]):
             await self._finish_claim(job.job_id, job.source_path, job.kept_path)
+        # After the claims above are settled, so each accepted job is queued exactly once.
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self._submit_send.send(job.job_id)
         self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
@@ -320,7 +321,6 @@ class Daemon:
 
         if await anyio.to_thread.run_sync(settle):
             await self.store.set_job_state(job_id, JobState.ACCEPTED)
-            await self._submit_send.send(job_id)
         else:
             await self.store.set_job_state(
                 job_id, JobState.FAILED, error="the job file vanished while being claimed"
@@ -384,7 +384,9 @@ class Daemon:
         await self.health.first_attempt_done.wait()
         attempt = 0
         while True:
-            await self.store.set_job_state(job_id, JobState.SUBMITTING)
+            if not await self.store.claim_for_submission(job_id):
+                bound.warning("job is already being submitted elsewhere; not sending it again")
+                return
             try:
                 # Once the POST is sent its answer must be recorded, even on shutdown.
                 with anyio.CancelScope(shield=True):

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import heapq
 import json
+import logging
 import random
 import socket
 import threading
@@ -505,9 +506,21 @@ def _invalid(detail: str) -> JSONResponse:
     )
 
 
+class SimulatedDrop(ConnectionAbortedError):
+    """Raised inside a response to make the server drop the connection mid-body."""
+
+
+class _QuietAboutSimulatedDrops(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], SimulatedDrop))
+
+
+_QUIET = _QuietAboutSimulatedDrops()
+
+
 async def _half_then_drop(body: bytes) -> AsyncIterator[bytes]:
     yield body[: len(body) // 2]
-    raise ConnectionAbortedError("simulated: connection dropped mid-download")
+    raise SimulatedDrop("simulated: connection dropped mid-download")
 
 
 def _range_start(header: str | None) -> int | None:
@@ -526,6 +539,7 @@ def bind_loopback(port: int = 0) -> socket.socket:
 
 
 def make_server(simulator: Simulator, sock: socket.socket) -> uvicorn.Server:
+    logging.getLogger("uvicorn.error").addFilter(_QUIET)  # adding it again is a no-op
     host, port = sock.getsockname()[:2]
     simulator.base_url = f"http://{host}:{port}"
     config = uvicorn.Config(

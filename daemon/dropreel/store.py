@@ -301,17 +301,34 @@ class Store:
         kept_path: str | None = None,
     ) -> None:
         now = time.time()
+        if state is JobState.SUBMITTING:
+            raise ValueError("use claim_for_submission: only one worker may submit a job")
         finished = now if state in (JobState.FAILED, JobState.COMPLETED) else None
-        # The moment a POST may leave: what a lost answer is later matched against.
-        post_started = now if state is JobState.SUBMITTING else None
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE jobs SET state = ?, updated_at = ?, error = COALESCE(?, error),"
-                " kept_path = COALESCE(?, kept_path), finished_at = COALESCE(?, finished_at),"
-                " post_started_at = COALESCE(?, post_started_at) WHERE job_id = ?",
-                (state, now, error, kept_path, finished, post_started, job_id),
+                " kept_path = COALESCE(?, kept_path), finished_at = COALESCE(?, finished_at)"
+                " WHERE job_id = ?",
+                (state, now, error, kept_path, finished, job_id),
             )
             await self._log(db, job_id, state.value, error)
+
+    async def claim_for_submission(self, job_id: str) -> bool:
+        """Move an accepted job to submitting; False if another worker (or run) got there first.
+
+        The compare-and-set is what guarantees one POST per job: only its winner may send.
+        """
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?"
+                " WHERE job_id = ? AND state = ?",
+                (JobState.SUBMITTING, now, now, job_id, JobState.ACCEPTED),
+            )
+            won = cursor.rowcount == 1
+            if won:
+                await self._log(db, job_id, JobState.SUBMITTING.value)
+        return won
 
     async def known_generation_ids(self) -> set[str]:
         rows = await self._fetch_all("SELECT generation_id FROM generations")

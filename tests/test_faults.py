@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
+import pytest
 
 from dropreel.lifecycle import JobState
 from dropreel.simulator import Simulator
@@ -142,3 +146,48 @@ async def test_transient_status_errors_while_polling_are_survived(
     drop(tmp_path, "flaky.txt", "p")
     await run_daemon(settings)
     assert served(simulator, tmp_path, "flaky.mp4")
+
+
+@contextmanager
+def tiny_filesystem(path: Path, size: str) -> Iterator[None]:
+    """A real tmpfs of the given size mounted at `path` (needs root: skipped elsewhere)."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+async def test_a_full_disk_fails_the_download_cleanly_and_it_is_retried(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    simulator.options.result_bytes = 64 * 1024
+    outbox = tmp_path / "outbox"
+    settings = settings_for(
+        tmp_path, simulator, delivery={"retry_initial_s": 0.05, "retry_max_s": 0.2}
+    )
+    drop(tmp_path, "big.txt", "p")
+
+    async def free_space_after_failures() -> None:
+        await until(lambda: simulator.count("download") >= 3)
+        await anyio.run_process(["mount", "-o", "remount,size=1m", str(outbox)])
+
+    with tiny_filesystem(outbox, "32k"):
+        async with anyio.create_task_group() as group:
+            group.start_soon(free_space_after_failures)
+            await run_daemon(settings)
+        assert served(simulator, tmp_path, "big.mp4")
+        assert sorted(p.name for p in outbox.iterdir()) == ["big.mp4", "big.result.json"]
+    assert simulator.count("enqueue") == 1
+    async with Store.open(settings.database_path, read_only=True) as store:
+        [generation] = await store.all_generations()
+        story = [row["detail"] or "" for row in await store.history(generation.job_id)]
+    assert generation.download_attempts >= 2
+    assert any("No space left on device" in line for line in story)

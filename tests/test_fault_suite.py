@@ -67,7 +67,17 @@ class Faults(threading.Thread):
         sim = self.simulator
         while not self.stop.wait(self.rng.uniform(0.2, 0.8)):
             fault = self.rng.choice(
-                ["drop", "throttle", "server-error", "cut-download", "download-error", "noise"]
+                [
+                    "drop",
+                    "throttle",
+                    "server-error",
+                    "cut-download",
+                    "download-error",
+                    "noise",
+                    "race",
+                    "stall",
+                    "refuse-key",
+                ]
             )
             self.fired[fault] += 1
             if fault == "drop":
@@ -80,8 +90,19 @@ class Faults(threading.Thread):
                 sim.options.cut_downloads += 1
             elif fault == "download-error":
                 sim.options.fail_next.setdefault("download", []).append((500, {}))
-            else:
+            elif fault == "noise":
                 sim.options.noisy_events = not sim.options.noisy_events
+            elif fault == "race":
+                sim.options.complete_before_answer = not sim.options.complete_before_answer
+            elif fault == "stall":
+                # Longer than the daemon's idle timeout: it must notice on its own.
+                sim.options.stall_streams = True
+                self.stop.wait(3.5)
+                sim.options.stall_streams = False
+            else:
+                sim.options.api_key = "not-the-daemons-key"
+                self.stop.wait(0.5)
+                sim.options.api_key = None
 
 
 def rows(database: Path, sql: str) -> list[sqlite3.Row]:
@@ -151,6 +172,7 @@ def run_with_kills(root: Path, seed: int) -> Run:
             faults.join()
         sim.options.fail_next.clear()
         sim.options.cut_downloads = 0
+        sim.options.complete_before_answer = False
         with (root / "final.log").open("w") as log:
             final = subprocess.run(
                 [*command, "--until-idle"],

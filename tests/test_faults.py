@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dropreel.lifecycle import JobState
+from dropreel.lifecycle import JobState, Phase
 from dropreel.simulator import Simulator
 from dropreel.store import Store
 
@@ -191,3 +192,45 @@ async def test_a_full_disk_fails_the_download_cleanly_and_it_is_retried(
         story = [row["detail"] or "" for row in await store.history(generation.job_id)]
     assert generation.download_attempts >= 2
     assert any("No space left on device" in line for line in story)
+
+
+async def test_a_hanging_hook_never_holds_up_other_completions(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    log = tmp_path / "hooks.log"
+    script = (
+        "import json, sys, time; payload = json.load(sys.stdin)\n"
+        "open(sys.argv[1], 'a').write('start ' + payload['job_name'] + '\\n')\n"
+        "if payload['job_name'] == 'hangs': time.sleep(600)\n"
+        "open(sys.argv[1], 'a').write('done ' + payload['job_name'] + '\\n')\n"
+    )
+    settings = settings_for(
+        tmp_path,
+        simulator,
+        hooks={"on_complete": [sys.executable, "-c", script, str(log)], "timeout_s": 300},
+    )
+
+    def logged() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    stop = anyio.Event()
+    hanging_phase: list[Phase] = []
+
+    async def second_job_while_the_first_hook_hangs() -> None:
+        await until(lambda: "start hangs" in logged())
+        drop(tmp_path, "quick.txt", "p")
+        await until(lambda: "done quick" in logged())
+        async with Store.open(settings.database_path, read_only=True) as store:
+            for generation in await store.all_generations():
+                job = await store.job(generation.job_id)
+                if job is not None and job.stem == "hangs":
+                    hanging_phase.append(generation.phase)
+        stop.set()
+
+    drop(tmp_path, "hangs.txt", "p")
+    async with anyio.create_task_group() as group:
+        group.start_soon(second_job_while_the_first_hook_hangs)
+        await run_daemon(settings, until_idle=False, stop=stop)
+    assert logged() == ["start hangs", "start quick", "done quick"]
+    assert hanging_phase == [Phase.HOOKING], "the first hook was still running throughout"
+    assert (tmp_path / "outbox" / "quick.result.json").exists()

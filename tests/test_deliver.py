@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from dropreel.deliver import Downloader, manifest, temp_name, write_manifest
 from dropreel.lifecycle import Phase, RemoteStatus
 from dropreel.oxen import OxenClient
-from dropreel.store import GenerationRow, JobRow
+from dropreel.records import GenerationRow, JobRow
 
 from .rows import generation_row, job_row
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
 from dropreel.lifecycle import Phase, RemoteStatus
-from dropreel.store import GenerationRow
+from dropreel.records import GenerationRow
 
 from .rows import generation_row, job_row
 

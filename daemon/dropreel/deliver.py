@@ -18,7 +18,7 @@ from dropreel.files import link_no_clobber, same_content
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
 from dropreel.naming import extension_for, manifest_name, media_name
 from dropreel.provider import Provider
-from dropreel.store import GenerationRow, JobRow
+from dropreel.records import GenerationRow, JobRow
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 

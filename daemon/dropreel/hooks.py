@@ -12,7 +12,7 @@ from pathlib import Path
 import anyio
 
 from dropreel.deliver import generation_outcome
-from dropreel.store import GenerationRow, JobRow
+from dropreel.records import GenerationRow, JobRow
 
 _OUTPUT_TAIL_BYTES = 2000
 

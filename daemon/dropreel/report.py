@@ -7,7 +7,7 @@ from typing import Any
 
 from dropreel.deliver import generation_outcome, iso
 from dropreel.lifecycle import Phase
-from dropreel.store import GenerationRow, JobRow
+from dropreel.records import GenerationRow, JobRow
 
 
 def generation_label(generation: GenerationRow) -> str:

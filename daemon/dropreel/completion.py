@@ -1,0 +1,185 @@
+"""Completion: a finished generation's result into the outbox, the job's manifest, the hook."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+import anyio
+import httpx
+import structlog
+from pydantic import SecretStr
+
+from dropreel.backoff import backoff_delay
+from dropreel.config import Settings
+from dropreel.counters import Counters
+from dropreel.deliver import Downloader, write_manifest
+from dropreel.errors import DropreelError, ResultUrlRefused
+from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
+from dropreel.lifecycle import JobState, Phase, job_state_after_generations
+from dropreel.provider import Provider
+from dropreel.records import GenerationRow
+from dropreel.store import Store
+
+log = structlog.get_logger("dropreel.completion")
+
+RetryLater = Callable[[str, float], None]
+
+
+class Completion:
+    """Downloads, manifests and hooks, each retried on its own schedule."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        provider: Provider,
+        counters: Counters,
+        *,
+        environ: Mapping[str, str],
+        api_key: SecretStr | None,
+        to_hooks: Callable[[str], Awaitable[None]],
+        deliver_later: RetryLater,
+        hook_later: RetryLater,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._provider = provider
+        self._counters = counters
+        self._environ = environ
+        self._api_key = api_key
+        self._to_hooks = to_hooks
+        self._deliver_later = deliver_later
+        self._hook_later = hook_later
+        self._downloader = Downloader(provider, settings.outbox_dir)
+        self._completion_lock = anyio.Lock()
+
+    async def deliver(self, generation_id: str) -> None:
+        generation = await self._store.generation(generation_id)
+        if generation is None:
+            return
+        if generation.phase is Phase.DOWNLOADING and not await self._download(generation):
+            return
+        await self.complete_if_done(generation.job_id)
+        await self._to_hooks(generation_id)
+
+    async def _download(self, generation: GenerationRow) -> bool:
+        """Fetch the result; False if it will be tried again later."""
+        job = await self._store.job(generation.job_id)
+        assert job is not None
+        siblings = await self._store.generations_of(job.job_id)
+        bound = log.bind(job_id=job.job_id, generation_id=generation.generation_id)
+        self._counters.downloads_in_flight += 1
+        try:
+            path = await self._downloader.fetch(job, generation, len(siblings))
+        except (httpx.HTTPError, DropreelError, OSError) as exc:
+            attempts = await self._store.record_download_failure(
+                generation.generation_id, job.job_id, str(exc)
+            )
+            refreshed = isinstance(exc, ResultUrlRefused) and await self._refresh_url(generation)
+            # A paid result is worth retrying (full disk, network, expired URL) until the
+            # job's deadline: only then is it given up, with the reason, never silently.
+            deadline_s = self._settings.jobs.deadline_s
+            remaining = job.created_at + deadline_s - time.time()
+            if remaining <= 0:
+                reason = (
+                    f"not downloaded within the job deadline ({deadline_s:g}s) after {attempts} "
+                    f"attempts; last error: {exc}"
+                )
+                await self._store.record_delivered(generation, None, error=reason)
+                bound.error("download abandoned", error=str(exc), attempts=attempts)
+                return True
+            settings = self._settings.delivery
+            delay = (
+                0.0
+                if refreshed
+                else backoff_delay(
+                    attempts - 1, initial_s=settings.retry_initial_s, max_s=settings.retry_max_s
+                )
+            )
+            delay = min(delay, remaining)
+            bound.warning("download failed", error=str(exc), retry_in_s=round(delay, 2))
+            self._deliver_later(generation.generation_id, delay)
+            return False
+        finally:
+            self._counters.downloads_in_flight -= 1
+        self._counters.downloads += 1
+        self._counters.download_bytes += path.stat().st_size
+        await self._store.record_delivered(generation, str(path))
+        bound.info("delivered", path=str(path))
+        return True
+
+    async def _refresh_url(self, generation: GenerationRow) -> bool:
+        """Presigned result URLs expire: ask REST for a fresh one. True if we got one."""
+        try:
+            remote = await self._provider.get(generation.generation_id)
+        except (httpx.HTTPError, DropreelError) as exc:
+            log.warning(
+                "could not refresh result URL",
+                generation_id=generation.generation_id,
+                error=str(exc),
+            )
+            return False
+        if not remote.result_url or remote.result_url == generation.result_url:
+            return False
+        await self._store.update_result_url(generation.generation_id, remote.result_url)
+        return True
+
+    async def complete_if_done(self, job_id: str) -> None:
+        """Write the manifest once every generation of the job is terminal and delivered."""
+        async with self._completion_lock:
+            job = await self._store.job(job_id)
+            if job is None or job.state is not JobState.SUBMITTED:
+                return
+            generations = await self._store.generations_of(job_id)
+            if not job_state_after_generations([g.phase for g in generations]):
+                return
+            path = await anyio.to_thread.run_sync(
+                write_manifest, self._settings.outbox_dir, job, generations
+            )
+            await self._store.complete_job(job_id, str(path))
+        self._counters.jobs_completed += 1
+        log.info(
+            "job completed",
+            job_id=job_id,
+            manifest=str(path),
+            generations=len(generations),
+            succeeded=sum(1 for g in generations if g.output_path),
+            duration_s=round(time.time() - job.created_at, 3),
+        )
+
+    async def hook(self, generation_id: str) -> None:
+        generation = await self._store.generation(generation_id)
+        if generation is None or generation.phase is not Phase.HOOKING:
+            return
+        argv = self._settings.hooks.on_complete
+        if not argv:
+            await self._store.mark_hook_skipped(generation)
+            return
+        job = await self._store.job(generation.job_id)
+        assert job is not None
+        fields = hook_fields(job, generation)
+        env = hook_environment(
+            self._environ,
+            fields,
+            secret_names={self._settings.oxen.api_key_env},
+            secret_values={self._api_key.get_secret_value()} if self._api_key else set(),
+        )
+        settings = self._settings.hooks
+        self._counters.hooks_run += 1
+        result = await run_hook(argv, env, hook_stdin(fields), timeout_s=settings.timeout_s)
+        bound = log.bind(job_id=job.job_id, generation_id=generation_id)
+        if result.ok:
+            await self._store.record_hook_attempt(generation, error=None, give_up=False)
+            bound.info("hook ran", status=fields["DROPREEL_STATUS"])
+            return
+        self._counters.hook_failures += 1
+        attempts = generation.hook_attempts + 1
+        give_up = attempts >= settings.max_attempts
+        await self._store.record_hook_attempt(generation, error=result.detail, give_up=give_up)
+        if give_up:
+            bound.error("hook gave up", error=result.detail, attempts=attempts)
+            return
+        delay = backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
+        bound.warning("hook failed", error=result.detail, retry_in_s=round(delay, 2))
+        self._hook_later(generation_id, delay)

@@ -1,0 +1,140 @@
+"""The database's shape: its schema and the rows read from it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from dropreel.lifecycle import JobState, Phase, RemoteStatus
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE jobs (
+    job_id        TEXT PRIMARY KEY,
+    source_name   TEXT NOT NULL,
+    source_path   TEXT NOT NULL,
+    kept_path     TEXT,
+    stem          TEXT NOT NULL,
+    request       TEXT,
+    state         TEXT NOT NULL,
+    error         TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    post_started_at REAL,
+    submitted_at  REAL,
+    finished_at   REAL,
+    manifest_path TEXT
+);
+CREATE INDEX jobs_state ON jobs (state);
+CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
+CREATE TABLE generations (
+    generation_id TEXT PRIMARY KEY,
+    job_id        TEXT NOT NULL REFERENCES jobs (job_id),
+    idx           INTEGER NOT NULL,
+    remote_status TEXT NOT NULL,
+    phase         TEXT NOT NULL,
+    result_url    TEXT,
+    error         TEXT,
+    output_path   TEXT,
+    enqueued_at   REAL NOT NULL,
+    completed_at  REAL,
+    delivered_at  REAL,
+    download_attempts INTEGER NOT NULL DEFAULT 0,
+    hook_attempts INTEGER NOT NULL DEFAULT 0,
+    hook_error    TEXT,
+    hooked_at     REAL,
+    UNIQUE (job_id, idx)
+);
+CREATE INDEX generations_phase ON generations (phase);
+CREATE TABLE history (
+    seq           INTEGER PRIMARY KEY,
+    at            REAL NOT NULL,
+    job_id        TEXT NOT NULL,
+    generation_id TEXT,
+    what          TEXT NOT NULL,
+    detail        TEXT
+);
+CREATE INDEX history_job ON history (job_id);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    job_id: str
+    source_name: str
+    source_path: str
+    kept_path: str | None
+    stem: str
+    request: Mapping[str, Any] | None
+    state: JobState
+    error: str | None
+    created_at: float
+    updated_at: float
+    post_started_at: float | None
+    submitted_at: float | None
+    finished_at: float | None
+    manifest_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRow:
+    generation_id: str
+    job_id: str
+    idx: int
+    remote_status: RemoteStatus
+    phase: Phase
+    result_url: str | None
+    error: str | None
+    output_path: str | None
+    enqueued_at: float
+    completed_at: float | None
+    delivered_at: float | None
+    download_attempts: int
+    hook_attempts: int
+    hook_error: str | None
+    hooked_at: float | None
+
+
+def job_from(row: aiosqlite.Row) -> JobRow:
+    request = row["request"]
+    return JobRow(
+        job_id=row["job_id"],
+        source_name=row["source_name"],
+        source_path=row["source_path"],
+        kept_path=row["kept_path"],
+        stem=row["stem"],
+        request=json.loads(request) if request is not None else None,
+        state=JobState(row["state"]),
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        post_started_at=row["post_started_at"],
+        submitted_at=row["submitted_at"],
+        finished_at=row["finished_at"],
+        manifest_path=row["manifest_path"],
+    )
+
+
+def generation_from(row: aiosqlite.Row) -> GenerationRow:
+    return GenerationRow(
+        generation_id=row["generation_id"],
+        job_id=row["job_id"],
+        idx=row["idx"],
+        remote_status=RemoteStatus(row["remote_status"]),
+        phase=Phase(row["phase"]),
+        result_url=row["result_url"],
+        error=row["error"],
+        output_path=row["output_path"],
+        enqueued_at=row["enqueued_at"],
+        completed_at=row["completed_at"],
+        delivered_at=row["delivered_at"],
+        download_attempts=row["download_attempts"],
+        hook_attempts=row["hook_attempts"],
+        hook_error=row["hook_error"],
+        hooked_at=row["hooked_at"],
+    )

@@ -22,6 +22,7 @@ from dropreel.files import write_new_file
 from dropreel.jobs import is_ignored_name
 from dropreel.lifecycle import JobState
 from dropreel.logs import configure_logging
+from dropreel.notify import Notifier
 from dropreel.oxen import OxenClient
 from dropreel.report import status_line, status_record
 from dropreel.service import Daemon
@@ -130,12 +131,16 @@ async def serve(settings: Settings, api_key: SecretStr, until_idle: bool = False
             api_key=api_key,
             idle_timeout_s=settings.events.idle_timeout_s,
         )
-        daemon = Daemon(settings, store, client, client, api_key=api_key)
+        notifier = Notifier()
+        daemon = Daemon(settings, store, client, client, api_key=api_key, notifier=notifier)
         stop = anyio.Event()
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signals, stop, group.cancel_scope)
-            await daemon.run(stop, until_idle=until_idle)
-            group.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(_stop_on_signals, stop, group.cancel_scope)
+                await daemon.run(stop, until_idle=until_idle)
+                group.cancel_scope.cancel()
+        finally:
+            notifier.close()
 
 
 async def _stop_on_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:

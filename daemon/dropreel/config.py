@@ -109,6 +109,19 @@ class HookSettings(_Section):
     concurrency: int = Field(4, ge=1, le=64)
 
 
+class ServiceSettings(_Section):
+    # On SIGTERM, downloads and hooks already running get this long to finish.
+    shutdown_grace_s: float = Field(20.0, ge=0)
+    # How often STATUS= is refreshed (and the watchdog fed, if systemd asks more often).
+    heartbeat_s: float = Field(2.0, gt=0)
+
+
+class MetricsSettings(_Section):
+    # 0 keeps the Prometheus endpoint off.
+    port: int = Field(0, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 class LogSettings(_Section):
     level: str = "info"
     format: str = Field("auto", pattern="^(auto|json|console)$")
@@ -134,6 +147,8 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
     delivery: DeliverySettings = DeliverySettings()
     hooks: HookSettings = HookSettings()
+    service: ServiceSettings = ServiceSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
     # Not a user setting: the folder that relative paths resolve against.
     base_dir: Path = Path()

@@ -52,3 +52,26 @@ def status_line(job: JobRow, generations: Sequence[GenerationRow]) -> str:
     if job.error and job.state.value in ("failed", "needs_attention"):
         line += f"  {job.error}"
     return line
+
+
+def service_status(
+    *,
+    stream_up: bool,
+    waiting: int,
+    downloading: int,
+    hooking: int,
+    failed: int,
+    needs_attention: int,
+) -> str:
+    """The one line systemd shows as the service's STATUS."""
+    parts = [
+        "stream up" if stream_up else "stream down, polling",
+        f"{waiting} waiting",
+        f"{downloading} downloading",
+    ]
+    if hooking:
+        parts.append(f"{hooking} hooks pending")
+    parts.append(f"{failed} failed")
+    if needs_attention:
+        parts.append(f"{needs_attention} need attention")
+    return "; ".join(parts)

@@ -35,8 +35,10 @@ from dropreel.lifecycle import (
     decide,
 )
 from dropreel.matching import Matcher
+from dropreel.notify import Notifier
 from dropreel.poller import Reconciler, run_poller
 from dropreel.provider import EventFeed, Provider
+from dropreel.report import service_status
 from dropreel.store import Store
 from dropreel.submitter import Submitter
 
@@ -67,6 +69,7 @@ class Daemon:
         *,
         api_key: SecretStr | None = None,
         environ: Mapping[str, str] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -114,8 +117,13 @@ class Daemon:
             settle_s=settings.inbox.settle_s,
             on_accepted=self._submit_send.send,
         )
+        self.notifier = notifier or Notifier(environ={})
         self._group: TaskGroup | None = None
         self._lost_posts: list[str] = []
+        self._stopping = False
+        # Downloads and hooks under way: a graceful stop lets these finish.
+        self._busy = 0
+        self._drained = anyio.Event()
 
     # ---- running ----------------------------------------------------------------------
 
@@ -160,20 +168,59 @@ class Daemon:
             for _ in range(self.settings.submit.concurrency):
                 group.start_soon(self._worker, self._submit_recv.clone(), self.submitter.submit)
             for _ in range(self.settings.delivery.concurrency):
-                group.start_soon(self._worker, self._deliver_recv.clone(), self.completion.deliver)
+                group.start_soon(
+                    self._worker, self._deliver_recv.clone(), self.completion.deliver, True
+                )
             for _ in range(self.settings.hooks.concurrency):
-                group.start_soon(self._worker, self._hook_recv.clone(), self.completion.hook)
+                group.start_soon(self._worker, self._hook_recv.clone(), self.completion.hook, True)
             await self.health.first_attempt_done.wait()
             if self._lost_posts:
                 group.start_soon(self.submitter.settle_lost_posts, self._lost_posts)
             group.start_soon(self._watch_inbox, inbox_stop)
             self.ready.set()
+            self.notifier.ready(await self.status_line())
+            group.start_soon(self._heartbeat)
             log.info("ready", inbox=str(self.settings.inbox_dir), stream=self.health.up)
             if until_idle:
                 group.start_soon(self._stop_when_idle, stop)
             await stop.wait()
-            inbox_stop.set()
+            await self._wind_down(inbox_stop)
             group.cancel_scope.cancel()
+
+    async def _wind_down(self, inbox_stop: anyio.Event) -> None:
+        """Take no new work; give running downloads and hooks the grace period to finish."""
+        inbox_stop.set()
+        self._stopping = True
+        grace_s = self.settings.service.shutdown_grace_s
+        self.notifier.stopping(f"stopping: {self._busy} downloads/hooks finishing")
+        log.info("stopping", finishing=self._busy, grace_s=grace_s)
+        with anyio.move_on_after(grace_s) as grace:
+            if self._busy:
+                await self._drained.wait()
+        if grace.cancelled_caught:
+            log.warning("grace period over; the rest resumes at the next start", left=self._busy)
+
+    async def status_line(self) -> str:
+        """The service's state in one line, read from memory and the database."""
+        jobs, phases = await self.store.counts()
+        return service_status(
+            stream_up=self.health.up,
+            waiting=len(self.matcher.pending),
+            downloading=phases.get(Phase.DOWNLOADING, 0),
+            hooking=phases.get(Phase.HOOKING, 0),
+            failed=jobs.get(JobState.FAILED, 0),
+            needs_attention=jobs.get(JobState.NEEDS_ATTENTION, 0),
+        )
+
+    async def _heartbeat(self) -> None:
+        """Prove progress: a database round-trip from the event loop, then STATUS and WATCHDOG."""
+        watchdog_s = self.notifier.watchdog_interval_s
+        interval = min(self.settings.service.heartbeat_s, watchdog_s or math.inf)
+        while True:
+            self.notifier.status(await self.status_line())
+            if watchdog_s is not None:
+                self.notifier.watchdog()
+            await anyio.sleep(interval)
 
     def _later(self, send: MemoryObjectSendStream[str], item: str, delay_s: float) -> None:
         async def later() -> None:
@@ -183,13 +230,24 @@ class Daemon:
         assert self._group is not None
         self._group.start_soon(later)
 
-    @staticmethod
     async def _worker(
-        items: MemoryObjectReceiveStream[str], handle: Callable[[str], Awaitable[None]]
+        self,
+        items: MemoryObjectReceiveStream[str],
+        handle: Callable[[str], Awaitable[None]],
+        finish_on_stop: bool = False,
     ) -> None:
         async with items:
             async for item in items:
-                await handle(item)
+                if self._stopping:
+                    return  # left in the database: the next start picks it up
+                counted = 1 if finish_on_stop else 0
+                self._busy += counted
+                try:
+                    await handle(item)
+                finally:
+                    self._busy -= counted
+                    if self._stopping and not self._busy:
+                        self._drained.set()
 
     async def _watch_inbox(self, stop: anyio.Event) -> None:
         await self.inbox.watch(

@@ -209,6 +209,14 @@ class Store:
                 await self._log(db, job_id, JobState.SUBMITTING.value)
         return won
 
+    async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
+        """Jobs by state and generations by phase: a cheap round-trip that proves the database."""
+        jobs = await self._fetch_all("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        phases = await self._fetch_all(
+            "SELECT phase, COUNT(*) AS n FROM generations GROUP BY phase"
+        )
+        return {r["state"]: r["n"] for r in jobs}, {r["phase"]: r["n"] for r in phases}
+
     async def known_generation_ids(self) -> set[str]:
         rows = await self._fetch_all("SELECT generation_id FROM generations")
         return {r["generation_id"] for r in rows}

@@ -37,6 +37,7 @@ def write_config(root: Path, simulator: Simulator, **sections: Mapping[str, Any]
         "poll": {"interval_s": 0.3},
         "delivery": {"retry_initial_s": 0.05},
         "hooks": {"retry_initial_s": 0.05},
+        "service": {"shutdown_grace_s": 1.0},
     }
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)

@@ -124,7 +124,7 @@ class MetricsSettings(_Section):
 
 class LogSettings(_Section):
     level: str = "info"
-    format: str = Field("auto", pattern="^(auto|json|console)$")
+    format: str = Field("auto", pattern="^(auto|json|console|journald)$")
 
 
 class Settings(BaseSettings):

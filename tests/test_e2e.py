@@ -156,6 +156,12 @@ def test_twenty_files_at_once_through_the_real_daemon(tmp_path: Path, sim: Simul
     assert records[-1]["event"] == "stopped" and records[-1]["posts"] == 19
     finished = [r for r in records if r["event"] == "generation finished"]
     assert len(finished) == 21 and all(r["job_id"] and r["generation_id"] for r in finished)
+    endings = [r for r in records if r["event"] == "job finished"]
+    assert len(endings) == 19, "one canonical line per job"
+    assert {r["file"] for r in endings} == set(files) - {"malformed.json"}
+    for ending in endings:
+        assert ending["outcome"] == "completed" and ending["post_attempts"] == 1
+        assert ending["succeeded"] == ending["generations"] and ending["duration_s"] > 0
 
 
 def test_the_api_key_appears_nowhere_the_daemon_writes(tmp_path: Path, sim: Simulator) -> None:

@@ -16,6 +16,7 @@ from dropreel.counters import Counters
 from dropreel.deliver import Downloader, write_manifest
 from dropreel.errors import DropreelError, ResultUrlRefused
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
+from dropreel.joblog import log_job_end
 from dropreel.lifecycle import JobState, Phase, job_state_after_generations
 from dropreel.provider import Provider
 from dropreel.records import GenerationRow
@@ -139,14 +140,8 @@ class Completion:
             )
             await self._store.complete_job(job_id, str(path))
         self._counters.jobs_completed += 1
-        log.info(
-            "job completed",
-            job_id=job_id,
-            manifest=str(path),
-            generations=len(generations),
-            succeeded=sum(1 for g in generations if g.output_path),
-            duration_s=round(time.time() - job.created_at, 3),
-        )
+        log.info("manifest written", job_id=job_id, manifest=str(path))
+        await log_job_end(self._store, job_id, "completed")
 
     async def hook(self, generation_id: str) -> None:
         generation = await self._store.generation(generation_id)

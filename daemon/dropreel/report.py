@@ -75,3 +75,23 @@ def service_status(
     if needs_attention:
         parts.append(f"{needs_attention} need attention")
     return "; ".join(parts)
+
+
+def job_summary(
+    job: JobRow, generations: Sequence[GenerationRow], *, post_attempts: int, outcome: str
+) -> dict[str, Any]:
+    """The facts of the one canonical line logged when a job ends."""
+    end = job.finished_at or job.updated_at
+    return {
+        "job_id": job.job_id,
+        "file": job.source_name,
+        "outcome": outcome,
+        "duration_s": round(end - job.created_at, 3),
+        "to_submit_s": round(job.submitted_at - job.created_at, 3) if job.submitted_at else None,
+        "generations": len(generations),
+        "succeeded": sum(1 for g in generations if generation_outcome(g) == "succeeded"),
+        "post_attempts": post_attempts,
+        "download_attempts": sum(g.download_attempts for g in generations),
+        "hook_attempts": sum(g.hook_attempts for g in generations),
+        "error": job.error,
+    }

@@ -217,6 +217,12 @@ class Store:
         )
         return {r["state"]: r["n"] for r in jobs}, {r["phase"]: r["n"] for r in phases}
 
+    async def post_attempts(self, job_id: str) -> int:
+        rows = await self._fetch_all(
+            "SELECT COUNT(*) AS n FROM history WHERE job_id = ? AND what = 'submitting'", (job_id,)
+        )
+        return int(rows[0]["n"])
+
     async def known_generation_ids(self) -> set[str]:
         rows = await self._fetch_all("SELECT generation_id FROM generations")
         return {r["generation_id"] for r in rows}

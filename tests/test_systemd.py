@@ -46,7 +46,7 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
         tmp_path,
         simulator,
         hooks={"on_complete": [sys.executable, "-c", slow_hook, str(log)]},
-        service={"heartbeat_s": 0.2},
+        service={"heartbeat_s": 0.2, "shutdown_grace_s": 30},
     )
     path = str(tmp_path / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:

@@ -244,8 +244,12 @@ def test_submit_copies_atomically_and_status_reports(tmp_path: Path, sim: Simula
         ("mine", "completed", ["succeeded"]),
         ("mine_2", "completed", ["succeeded"]),
     ]
-    text = dropreel("status", "--config", str(config)).stdout.splitlines()
-    assert len(text) == 2 and all("completed" in line and "[succeeded]" in line for line in text)
+    header, *rows = dropreel("status", "--config", str(config)).stdout.splitlines()
+    assert header.split() == ["JOB", "STATE", "AGE", "NAME", "GENERATIONS", "OUTCOME"]
+    assert [row.split()[1::2] for row in rows] == [
+        ["completed", "mine", "1/1"],
+        ["completed", "mine_2", "1/1"],
+    ]
 
 
 def test_version_and_help(tmp_path: Path) -> None:
@@ -255,3 +259,60 @@ def test_version_and_help(tmp_path: Path) -> None:
     golden = Path(__file__).parent / "golden" / "help.txt"
     # argparse wraps to the terminal's width: pin it so the text is the same everywhere.
     assert dropreel("--help", env=daemon_env(COLUMNS="100")).stdout == golden.read_text()
+
+
+def test_operator_commands_against_a_live_daemon(tmp_path: Path, sim: Simulator) -> None:
+    sim.options.complete_after_s = (600.0, 600.0)  # nothing finishes unless cancelled
+    config = write_config(tmp_path, sim)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dropreel", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=daemon_env(),
+    )
+    database = tmp_path / "state" / "dropreel.sqlite3"
+    try:
+        wait_for(lambda: sim.streams_open == 1, 30, "the daemon")
+        (tmp_path / "inbox" / "long.json").write_text('{"prompt": "p", "num_generations": 2}')
+        wait_for(lambda: job_states(database) == ["submitted"], 30, "the submission")
+        [record] = [
+            json.loads(line)
+            for line in dropreel("status", "--json", "--config", str(config)).stdout.splitlines()
+        ]
+        job_id = record["job_id"]
+        assert [g["state"] for g in record["generations"]] == ["queued", "queued"]
+
+        shown = dropreel("show", job_id[:8], "--config", str(config))
+        assert shown.returncode == 0, shown.stderr
+        assert f"job {job_id}  submitted" in shown.stdout and "long.json" in shown.stdout
+        assert " submitted: " in shown.stdout, "the history lists each transition"
+
+        cancelled = dropreel("cancel", job_id, "--config", str(config))
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert "cancel 2 generation(s)" in cancelled.stdout
+        wait_for(lambda: job_states(database) == ["completed"], 30, "the cancellation to land")
+        after = dropreel("show", job_id, "--config", str(config)).stdout
+        assert after.count("cancel requested") == 2 and after.count("generation cancelled") == 2
+        manifest = json.loads((tmp_path / "outbox" / "long.result.json").read_text())
+        assert [g["status"] for g in manifest["generations"]] == ["cancelled", "cancelled"]
+
+        checked = dropreel("check-config", "--config", str(config))
+        assert checked.returncode == 0, checked.stdout
+        assert [line.split()[0] for line in checked.stdout.splitlines()] == ["ok"] * 8
+        missing = dropreel("show", "ffff", "--config", str(config))
+        assert missing.returncode == 1 and "no job 'ffff'" in missing.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    assert sim.count("cancel") == 2
+
+
+def test_check_config_names_what_is_wrong(tmp_path: Path) -> None:
+    config = tmp_path / "dropreel.toml"
+    (tmp_path / "a-file").write_text("not a folder")
+    config.write_text('[oxen]\nbase_url = "http://127.0.0.1:9"\n[paths]\ninbox = "a-file/inbox"\n')
+    result = dropreel("check-config", "--config", str(config), env=daemon_env(OXEN_API_KEY=""))
+    assert result.returncode == 1
+    verdicts = {line.split()[1]: line.split()[0] for line in result.stdout.splitlines()}
+    assert verdicts["api"] == "FAIL" and verdicts["paths.inbox:"] == "FAIL"
+    assert verdicts["paths.outbox:"] == "ok"

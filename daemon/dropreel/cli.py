@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -15,16 +14,14 @@ import httpx
 import structlog
 from pydantic import SecretStr
 
-from dropreel import __version__
+from dropreel import __version__, admin
 from dropreel.config import Settings, load_settings, read_api_key
 from dropreel.errors import CommandError, ConfigError
-from dropreel.files import write_new_file
+from dropreel.files import probe_folder, write_new_file
 from dropreel.jobs import is_ignored_name
-from dropreel.lifecycle import JobState
 from dropreel.logs import configure_logging
 from dropreel.notify import Notifier
 from dropreel.oxen import OxenClient
-from dropreel.report import status_line, status_record
 from dropreel.service import Daemon
 from dropreel.store import Store
 
@@ -52,10 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit = command("submit", "copy job files into the inbox atomically")
     submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    status = command("status", "a table of jobs: state, age, generations, outcome")
+    status.add_argument("--json", action="store_true", help="one JSON object per job")
+    show = command("show", "the whole story of one job: transitions, attempts, errors, files")
+    show.add_argument("job_id", metavar="ID", help="a job id, or enough of its start")
+    cancel = command("cancel", "cancel a job at the provider (or before it is submitted)")
+    cancel.add_argument("job_id", metavar="ID")
     retry = command("retry", "resubmit a needs_attention or failed job (this may be billed)")
     retry.add_argument("job_id", metavar="ID")
-    status = command("status", "one line per job: name, state, generations")
-    status.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    command("check-config", "check the config, the key, the folders, the API and the stream")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
     simulate = command("simulate", "serve the Oxen simulator on loopback until interrupted")
     simulate.add_argument("--port", type=int, default=8765)
@@ -80,10 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(settings, until_idle=args.until_idle)
         if args.command == "submit":
             return _submit(settings, args.files)
-        if args.command == "status":
-            return _status(settings, as_json=args.json)
-        if args.command == "retry":
-            return _retry(settings, args.job_id)
+        if args.command == "check-config":
+            healthy, lines = anyio.run(admin.check_config, settings)
+            print("\n".join(lines))
+            return 0 if healthy else 1
+        if args.command in _OPERATOR_COMMANDS:
+            print(anyio.run(_OPERATOR_COMMANDS[args.command], settings, args))
+            return 0
     except ConfigError as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 2
@@ -91,6 +96,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")
+
+
+_OPERATOR_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[str]]] = {
+    # Cut to the terminal's width on a terminal; scripts reading a pipe get whole lines.
+    "status": lambda settings, args: admin.status(
+        settings,
+        as_json=args.json,
+        width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+    ),
+    "show": lambda settings, args: admin.show(settings, args.job_id),
+    "cancel": lambda settings, args: admin.cancel(settings, args.job_id),
+    "retry": lambda settings, args: admin.retry(settings, args.job_id),
+}
 
 
 def check_folders(settings: Settings) -> None:
@@ -101,14 +119,9 @@ def check_folders(settings: Settings) -> None:
         ("paths.failed", settings.failed_dir),
         ("paths.state", settings.state_dir),
     ):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(key, f"cannot create {folder}: {exc.strerror}") from None
-        if not folder.is_dir():
-            raise ConfigError(key, f"{folder} is not a folder")
-        if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
-            raise ConfigError(key, f"{folder} is not readable and writable by this user")
+        problem = probe_folder(folder)
+        if problem is not None:
+            raise ConfigError(key, problem)
 
 
 def _run(settings: Settings, *, until_idle: bool) -> int:
@@ -169,56 +182,6 @@ def _submit(settings: Settings, files: Sequence[Path]) -> int:
             continue
         print(write_new_file(settings.inbox_dir, source.name, data))
     return status
-
-
-def _retry(settings: Settings, job_id: str) -> int:
-    """Resubmit a parked or failed job on a person's request: its file goes back to the inbox."""
-
-    async def retry() -> str:
-        async with Store.open(settings.database_path) as store:
-            job = await store.job(job_id)
-            if job is None:
-                raise CommandError(f"no job {job_id!r}")
-            if job.state not in (JobState.NEEDS_ATTENTION, JobState.FAILED):
-                raise CommandError(
-                    f"job {job_id} is {job.state.value}; only needs_attention and failed jobs "
-                    "can be retried"
-                )
-            kept = Path(job.kept_path) if job.kept_path else None
-            if kept is None or not kept.is_file():
-                raise CommandError(f"job {job_id}'s file is gone ({job.kept_path})")
-            placed = write_new_file(settings.inbox_dir, job.source_name, kept.read_bytes())
-            await store.set_job_state(
-                job_id,
-                JobState.FAILED,
-                error=f"resubmitted on request (dropreel retry) as {placed.name}",
-            )
-            return str(placed)
-
-    print(anyio.run(retry))
-    return 0
-
-
-def _status(settings: Settings, *, as_json: bool) -> int:
-    if not settings.database_path.exists():
-        print("no jobs yet (the daemon has not run with this config)", file=sys.stderr)
-        return 0
-
-    async def read() -> list[str]:
-        lines = []
-        async with Store.open(settings.database_path, read_only=True) as store:
-            for job in await store.jobs():
-                generations = await store.generations_of(job.job_id)
-                lines.append(
-                    json.dumps(status_record(job, generations), ensure_ascii=False)
-                    if as_json
-                    else status_line(job, generations)
-                )
-        return lines
-
-    for line in anyio.run(read):
-        print(line)
-    return 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

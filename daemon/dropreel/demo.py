@@ -12,10 +12,10 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
+from dropreel import admin
 from dropreel.config import Settings, load_settings
 from dropreel.logs import configure_logging
 from dropreel.oxen import OxenClient
-from dropreel.report import status_line
 from dropreel.service import Daemon
 from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
 from dropreel.store import Store
@@ -80,7 +80,8 @@ def run_demo() -> int:
     (work / "dropreel.log").write_text(log_buffer.getvalue(), encoding="utf-8")
     print()
     print("jobs (dropreel status):")
-    for line in anyio.run(_status_lines, settings.database_path):
+    table = anyio.run(lambda: admin.status(settings, as_json=False))
+    for line in table.splitlines():
         print(f"  {line}")
     print()
     _print_folder("outbox", settings.outbox_dir)
@@ -111,11 +112,6 @@ async def _run(settings: Settings, environ: dict[str, str]) -> None:
         daemon = Daemon(settings, store, client, client, api_key=key, environ=environ)
         with anyio.fail_after(120):
             await daemon.run(anyio.Event(), until_idle=True)
-
-
-async def _status_lines(database: Path) -> list[str]:
-    async with Store.open(database, read_only=True) as store:
-        return [status_line(j, await store.generations_of(j.job_id)) for j in await store.jobs()]
 
 
 def _print_folder(label: str, folder: Path) -> None:

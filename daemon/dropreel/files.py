@@ -156,3 +156,17 @@ def _rename_across(source: Path, target: Path) -> None:
             raise
         # Another filesystem: shutil copies, then removes the original only once copied.
         shutil.move(os.fspath(source), os.fspath(target))
+
+
+def probe_folder(folder: Path) -> str | None:
+    """Create the folder if needed and write in it; the problem in words, or None if usable.
+
+    A real probe: permission bits say nothing when running as root.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"{folder}: {exc.strerror or exc}"
+    return None

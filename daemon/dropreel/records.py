@@ -60,6 +60,10 @@ CREATE TABLE history (
     detail        TEXT
 );
 CREATE INDEX history_job ON history (job_id);
+CREATE TABLE meta (
+    key           TEXT PRIMARY KEY,
+    value         TEXT NOT NULL
+);
 """
 
 

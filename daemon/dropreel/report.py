@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,12 +47,87 @@ def status_record(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str
     }
 
 
-def status_line(job: JobRow, generations: Sequence[GenerationRow]) -> str:
-    labels = ",".join(generation_label(g) for g in generations) or "-"
-    line = f"{job.job_id}  {job.state.value:<15}  {job.stem}  [{labels}]"
-    if job.error and job.state.value in ("failed", "needs_attention"):
-        line += f"  {job.error}"
-    return line
+def age(seconds: float) -> str:
+    """A short human age: 45s, 12m, 3h, 2d."""
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{max(0, int(seconds))}s"
+
+
+def outcome(job: JobRow, generations: Sequence[GenerationRow]) -> str:
+    """What came of a job, in a few words."""
+    if job.state.value in ("failed", "needs_attention"):
+        return job.error or job.state.value
+    if not generations:
+        return "-"
+    succeeded = sum(1 for g in generations if generation_outcome(g) == "succeeded")
+    if job.state.value == "completed":
+        return f"{succeeded}/{len(generations)} delivered"
+    return f"{succeeded}/{len(generations)} so far"
+
+
+def status_table(
+    jobs: Sequence[tuple[JobRow, Sequence[GenerationRow]]], *, now: float, width: int | None = None
+) -> str:
+    """`dropreel status`: one row per job, oldest first."""
+    header = ("JOB", "STATE", "AGE", "NAME", "GENERATIONS", "OUTCOME")
+    rows = [header]
+    for job, generations in jobs:
+        labels = ",".join(generation_label(g) for g in generations) or "-"
+        rows.append(
+            (
+                job.job_id,
+                job.state.value,
+                age(now - job.created_at),
+                job.stem,
+                labels,
+                outcome(job, generations),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        line = "  ".join([*cells, row[-1]])
+        lines.append(line if width is None or len(line) <= width else line[: width - 1] + "…")
+    return "\n".join(lines)
+
+
+def job_story(
+    job: JobRow,
+    generations: Sequence[GenerationRow],
+    history: Sequence[tuple[float, str | None, str, str | None]],
+) -> str:
+    """`dropreel show`: everything known about one job."""
+    lines = [
+        f"job {job.job_id}  {job.state.value}",
+        f"  file       {job.source_name}",
+        f"  kept at    {job.kept_path or '-'}",
+        f"  name       {job.stem}",
+        f"  request    {json.dumps(dict(job.request or {}), ensure_ascii=False)}",
+        f"  created    {iso(job.created_at)}",
+        f"  submitted  {iso(job.submitted_at) or '-'}",
+        f"  finished   {iso(job.finished_at) or '-'}",
+        f"  manifest   {job.manifest_path or '-'}",
+    ]
+    if job.error:
+        lines.append(f"  error      {job.error}")
+    for g in generations:
+        lines += [
+            f"generation {g.idx}: {g.generation_id}  {generation_label(g)}",
+            f"  output     {g.output_path or '-'}",
+            f"  attempts   downloads {g.download_attempts}, hooks {g.hook_attempts}",
+        ]
+        if g.error:
+            lines.append(f"  error      {g.error}")
+        if g.hook_error:
+            lines.append(f"  hook error {g.hook_error}")
+    lines.append("history:")
+    for at, generation_id, what, detail in history:
+        about = f" [{generation_id}]" if generation_id else ""
+        lines.append(f"  {iso(at)}  {what}{about}{': ' + detail if detail else ''}")
+    return "\n".join(lines)
 
 
 def service_status(

@@ -216,8 +216,14 @@ class Daemon:
         """Prove progress: a database round-trip from the event loop, then STATUS and WATCHDOG."""
         watchdog_s = self.notifier.watchdog_interval_s
         interval = min(self.settings.service.heartbeat_s, watchdog_s or math.inf)
+        seen_request = await self.store.reconcile_requested_at()
         while True:
             self.notifier.status(await self.status_line())
+            # `dropreel cancel` asks for a look: cancellations fire no event.
+            requested = await self.store.reconcile_requested_at()
+            if requested > seen_request:
+                seen_request = requested
+                self.health.request_reconcile()
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)

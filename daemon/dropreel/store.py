@@ -223,6 +223,47 @@ class Store:
         )
         return int(rows[0]["n"])
 
+    async def request_reconcile(self) -> None:
+        """Ask a running daemon (it looks every heartbeat) to check its generations over REST."""
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('reconcile_requested', ?)",
+                (repr(time.time()),),
+            )
+
+    async def reconcile_requested_at(self) -> float:
+        rows = await self._fetch_all("SELECT value FROM meta WHERE key = 'reconcile_requested'")
+        return float(rows[0]["value"]) if rows else 0.0
+
+    async def note(
+        self, job_id: str, what: str, detail: str | None = None, generation_id: str | None = None
+    ) -> None:
+        """Add a line to a job's story (an operator's action, say)."""
+        async with self._transaction() as db:
+            await self._log(db, job_id, what, detail, generation_id)
+
+    async def cancel_unsubmitted(self, job_id: str, reason: str) -> bool:
+        """Fail a job that has not been POSTed yet; False if a submitter already took it."""
+        now = time.time()
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?"
+                " WHERE job_id = ? AND state = ?",
+                (JobState.FAILED, reason, now, now, job_id, JobState.ACCEPTED),
+            )
+            won = cursor.rowcount == 1
+            if won:
+                await self._log(db, job_id, "cancelled", reason)
+        return won
+
+    async def find_job(self, prefix: str) -> list[JobRow]:
+        """Jobs whose id starts with `prefix` (ids are long; people type a few characters)."""
+        rows = await self._fetch_all(
+            "SELECT * FROM jobs WHERE substr(job_id, 1, length(?)) = ? ORDER BY created_at",
+            (prefix, prefix),
+        )
+        return [job_from(r) for r in rows]
+
     async def known_generation_ids(self) -> set[str]:
         rows = await self._fetch_all("SELECT generation_id FROM generations")
         return {r["generation_id"] for r in rows}

@@ -1,0 +1,179 @@
+"""Operator commands: status, show, cancel, retry and check-config, safe while the daemon runs."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx
+
+from dropreel.config import Settings, read_api_key
+from dropreel.errors import CommandError, ConfigError, DropreelError
+from dropreel.files import probe_folder, write_new_file
+from dropreel.lifecycle import JobState, Phase
+from dropreel.oxen import OxenClient
+from dropreel.records import JobRow
+from dropreel.report import job_story, status_record, status_table
+from dropreel.store import Store
+
+
+@asynccontextmanager
+async def _database(settings: Settings, *, write: bool = False) -> AsyncIterator[Store]:
+    if not settings.database_path.exists():
+        raise CommandError(
+            f"no database at {settings.database_path} (has the daemon run with this config?)"
+        )
+    async with Store.open(settings.database_path, read_only=not write) as store:
+        yield store
+
+
+async def _one_job(store: Store, prefix: str) -> JobRow:
+    found = await store.find_job(prefix)
+    if not found:
+        raise CommandError(f"no job {prefix!r}")
+    if len(found) > 1:
+        raise CommandError(f"{prefix!r} matches {len(found)} jobs; give more of the id")
+    return found[0]
+
+
+async def status(settings: Settings, *, as_json: bool, width: int | None = None) -> str:
+    async with _database(settings) as store:
+        rows = [(job, await store.generations_of(job.job_id)) for job in await store.jobs()]
+    if as_json:
+        return "\n".join(json.dumps(status_record(j, g), ensure_ascii=False) for j, g in rows)
+    return status_table(rows, now=time.time(), width=width) if rows else "no jobs yet"
+
+
+async def show(settings: Settings, prefix: str) -> str:
+    async with _database(settings) as store:
+        job = await _one_job(store, prefix)
+        generations = await store.generations_of(job.job_id)
+        history = [
+            (r["at"], r["generation_id"], r["what"], r["detail"])
+            for r in await store.history(job.job_id)
+        ]
+    return job_story(job, generations, history)
+
+
+async def retry(settings: Settings, prefix: str) -> str:
+    """Resubmit a parked or failed job on a person's request: its file goes back to the inbox."""
+    async with _database(settings, write=True) as store:
+        job = await _one_job(store, prefix)
+        if job.state not in (JobState.NEEDS_ATTENTION, JobState.FAILED):
+            raise CommandError(
+                f"job {job.job_id} is {job.state.value}; only needs_attention and failed jobs "
+                "can be retried"
+            )
+        kept = Path(job.kept_path) if job.kept_path else None
+        if kept is None or not kept.is_file():
+            raise CommandError(f"job {job.job_id}'s file is gone ({job.kept_path})")
+        placed = write_new_file(settings.inbox_dir, job.source_name, kept.read_bytes())
+        await store.set_job_state(
+            job.job_id,
+            JobState.FAILED,
+            error=f"resubmitted on request (dropreel retry) as {placed.name}",
+        )
+    return str(placed)
+
+
+async def cancel(settings: Settings, prefix: str) -> str:
+    """Stop a job: at the provider if it was submitted, before the POST if it was not."""
+    async with _database(settings, write=True) as store:
+        job = await _one_job(store, prefix)
+        if job.state is JobState.ACCEPTED and await store.cancel_unsubmitted(
+            job.job_id, "cancelled on request before it was submitted"
+        ):
+            return f"job {job.job_id} cancelled before it was submitted (nothing was billed)"
+        waiting = [g for g in await store.generations_of(job.job_id) if g.phase is Phase.WAITING]
+        if not waiting:
+            raise CommandError(
+                f"job {job.job_id} is {job.state.value} with nothing waiting at the provider"
+            )
+        api_key = read_api_key(settings)
+        async with httpx.AsyncClient(timeout=_timeout(settings)) as http:
+            client = OxenClient(
+                http, base_url=str(settings.oxen.base_url), api_key=api_key, idle_timeout_s=1.0
+            )
+            for generation in waiting:
+                try:
+                    await client.cancel(generation.generation_id)
+                except (httpx.HTTPError, DropreelError) as exc:
+                    raise CommandError(
+                        f"cancelling {generation.generation_id} failed: {exc}"
+                    ) from None
+                await store.note(
+                    job.job_id, "cancel requested", "dropreel cancel", generation.generation_id
+                )
+        # Cancellations fire no event: ask the daemon to look.
+        await store.request_reconcile()
+    return (
+        f"asked the provider to cancel {len(waiting)} generation(s) of job {job.job_id}; "
+        "the daemon records it within seconds (at its next start if it is not running)"
+    )
+
+
+def _timeout(settings: Settings) -> httpx.Timeout:
+    return httpx.Timeout(settings.oxen.read_timeout_s, connect=settings.oxen.connect_timeout_s)
+
+
+async def check_config(settings: Settings) -> tuple[bool, list[str]]:
+    """Each check with its verdict: config, key, folders, the API and the event stream."""
+    lines = [f"ok    config: {settings.config_file or 'no file; defaults and environment'}"]
+    healthy = True
+
+    def verdict(ok: bool, what: str) -> None:
+        nonlocal healthy
+        healthy &= ok
+        lines.append(f"{'ok  ' if ok else 'FAIL'}  {what}")
+
+    try:
+        api_key = read_api_key(settings)
+        source = settings.oxen.api_key_file or f"${settings.oxen.api_key_env}"
+        verdict(True, f"api key: present (from {source})")
+    except ConfigError as exc:
+        verdict(False, f"api key: {exc.problem}")
+        api_key = None
+    for key, folder in (
+        ("paths.inbox", settings.inbox_dir),
+        ("paths.outbox", settings.outbox_dir),
+        ("paths.failed", settings.failed_dir),
+        ("paths.state", settings.state_dir),
+    ):
+        verdict(*_folder_verdict(key, folder))
+    if api_key is None:
+        verdict(False, "api and event stream: not checked without a key")
+        return healthy, lines
+    async with httpx.AsyncClient(timeout=_timeout(settings)) as http:
+        client = OxenClient(
+            http, base_url=str(settings.oxen.base_url), api_key=api_key, idle_timeout_s=10.0
+        )
+        started = time.monotonic()
+        try:
+            await client.list_active()
+            verdict(
+                True,
+                f"api: {settings.rest_base} answered in "
+                f"{(time.monotonic() - started) * 1000:.0f} ms",
+            )
+        except (httpx.HTTPError, DropreelError) as exc:
+            verdict(False, f"api: {settings.rest_base}: {exc or type(exc).__name__}")
+        try:
+            with anyio.fail_after(settings.oxen.connect_timeout_s + 5):
+                async with client.connect():
+                    pass
+            verdict(True, f"event stream: {settings.events_url} connected")
+        except (httpx.HTTPError, DropreelError, TimeoutError) as exc:
+            verdict(False, f"event stream: {settings.events_url}: {exc or type(exc).__name__}")
+    return healthy, lines
+
+
+def _folder_verdict(key: str, folder: Path) -> tuple[bool, str]:
+    created = not folder.exists()
+    problem = probe_folder(folder)
+    if problem is not None:
+        return False, f"{key}: {problem}"
+    return True, f"{key}: {folder}" + (" (created)" if created else "")

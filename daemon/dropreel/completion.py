@@ -18,6 +18,7 @@ from dropreel.errors import DropreelError, ResultUrlRefused
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
 from dropreel.joblog import log_job_end
 from dropreel.lifecycle import JobState, Phase, job_state_after_generations
+from dropreel.metrics import Metrics
 from dropreel.provider import Provider
 from dropreel.records import GenerationRow
 from dropreel.store import Store
@@ -39,6 +40,7 @@ class Completion:
         *,
         environ: Mapping[str, str],
         api_key: SecretStr | None,
+        metrics: Metrics,
         to_hooks: Callable[[str], Awaitable[None]],
         deliver_later: RetryLater,
         hook_later: RetryLater,
@@ -49,6 +51,7 @@ class Completion:
         self._counters = counters
         self._environ = environ
         self._api_key = api_key
+        self._metrics = metrics
         self._to_hooks = to_hooks
         self._deliver_later = deliver_later
         self._hook_later = hook_later
@@ -140,6 +143,7 @@ class Completion:
             )
             await self._store.complete_job(job_id, str(path))
         self._counters.jobs_completed += 1
+        self._metrics.job_duration.observe(time.time() - job.created_at)
         log.info("manifest written", job_id=job_id, manifest=str(path))
         await log_job_end(self._store, job_id, "completed")
 
@@ -149,6 +153,7 @@ class Completion:
             return
         argv = self._settings.hooks.on_complete
         if not argv:
+            self._metrics.hook_skipped(generation_id)
             await self._store.mark_hook_skipped(generation)
             return
         job = await self._store.job(generation.job_id)
@@ -162,6 +167,7 @@ class Completion:
         )
         settings = self._settings.hooks
         self._counters.hooks_run += 1
+        self._metrics.hook_starting(generation_id)
         result = await run_hook(argv, env, hook_stdin(fields), timeout_s=settings.timeout_s)
         bound = log.bind(job_id=job.job_id, generation_id=generation_id)
         if result.ok:

@@ -35,6 +35,7 @@ from dropreel.lifecycle import (
     decide,
 )
 from dropreel.matching import Matcher
+from dropreel.metrics import Metrics
 from dropreel.notify import Notifier
 from dropreel.poller import Reconciler, run_poller
 from dropreel.provider import EventFeed, Provider
@@ -90,6 +91,7 @@ class Daemon:
             self._hook_send,
             self._hook_recv,
         )
+        self.metrics = Metrics(self.counters, self._live_figures)
         self.submitter = Submitter(
             settings, store, provider, self.matcher, self.health, self.counters, self.observe
         )
@@ -100,6 +102,7 @@ class Daemon:
             self.counters,
             environ=os.environ if environ is None else environ,
             api_key=api_key,
+            metrics=self.metrics,
             to_hooks=self._hook_send.send,
             deliver_later=lambda item, delay: self._later(self._deliver_send, item, delay),
             hook_later=lambda item, delay: self._later(self._hook_send, item, delay),
@@ -138,9 +141,14 @@ class Daemon:
             folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         inbox_stop = anyio.Event()
+        if self.settings.metrics.port:
+            host = self.settings.metrics.host
+            port = self.metrics.serve(host, self.settings.metrics.port)
+            log.info("metrics served", url=f"http://{host}:{port}/metrics")
         try:
             await self._run_tasks(stop, inbox_stop, until_idle)
         finally:
+            self.metrics.close()
             for stream in self._streams:
                 stream.close()
         log.info(
@@ -200,9 +208,20 @@ class Daemon:
         if grace.cancelled_caught:
             log.warning("grace period over; the rest resumes at the next start", left=self._busy)
 
+    def _live_figures(self) -> dict[str, float]:
+        return {
+            "events_received": self.health.events_received,
+            "stream_connects": self.health.connects,
+            "polls": self.reconciler.requests,
+            "stream_up": 1.0 if self.health.up else 0.0,
+            "waiting": len(self.matcher.pending),
+        }
+
     async def status_line(self) -> str:
         """The service's state in one line, read from memory and the database."""
         jobs, phases = await self.store.counts()
+        self.metrics.snapshot.jobs_by_state = jobs
+        self.metrics.snapshot.generations_by_phase = phases
         return service_status(
             stream_up=self.health.up,
             waiting=len(self.matcher.pending),
@@ -398,6 +417,7 @@ class Daemon:
         self.matcher.forget(observed.generation_id)
         if observed.source is Source.EVENT:
             self.counters.events_matched += 1
+        self.metrics.generation_finished(observed.generation_id)
         generation = await self.store.generation(observed.generation_id)
         if generation is None:
             return

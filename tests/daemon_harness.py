@@ -28,6 +28,14 @@ HOOK_SCRIPT = (
 )
 
 
+def drop_job(inbox: Path, name: str, text: str) -> Path:
+    """Put a job file into the inbox the way writers should: aside, then renamed in."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    aside = inbox / f".{name}.tmp"
+    aside.write_text(text, encoding="utf-8")
+    return aside.rename(inbox / name)
+
+
 def write_config(root: Path, simulator: Simulator, **sections: Mapping[str, Any]) -> Path:
     """A config for a daemon in `root`, with quick timings, talking to `simulator`."""
     tables: dict[str, dict[str, Any]] = {

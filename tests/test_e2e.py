@@ -16,7 +16,7 @@ import pytest
 
 from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
 
-from .daemon_harness import KEY, hook_argv, hook_lines, write_config
+from .daemon_harness import KEY, drop_job, hook_argv, hook_lines, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -273,7 +273,7 @@ def test_operator_commands_against_a_live_daemon(tmp_path: Path, sim: Simulator)
     database = tmp_path / "state" / "dropreel.sqlite3"
     try:
         wait_for(lambda: sim.streams_open == 1, 30, "the daemon")
-        (tmp_path / "inbox" / "long.json").write_text('{"prompt": "p", "num_generations": 2}')
+        drop_job(tmp_path / "inbox", "long.json", '{"prompt": "p", "num_generations": 2}')
         wait_for(lambda: job_states(database) == ["submitted"], 30, "the submission")
         [record] = [
             json.loads(line)

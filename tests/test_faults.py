@@ -16,12 +16,11 @@ from dropreel.lifecycle import JobState, Phase
 from dropreel.simulator import Simulator
 from dropreel.store import Store
 
-from .daemon_harness import hook_argv, hook_lines, run_daemon, settings_for, until
+from .daemon_harness import drop_job, hook_argv, hook_lines, run_daemon, settings_for, until
 
 
 def drop(root: Path, name: str, text: str) -> None:
-    (root / "inbox").mkdir(exist_ok=True)
-    (root / "inbox" / name).write_text(text, encoding="utf-8")
+    drop_job(root / "inbox", name, text)
 
 
 def served(simulator: Simulator, root: Path, name: str) -> bool:

@@ -60,7 +60,13 @@ async def test_a_generation_goes_from_waiting_to_done(tmp_path: Path) -> None:
         g = await store.generation("g1")
         assert g is not None
         await store.record_finished(
-            g, RemoteStatus.SUCCEEDED, Phase.DOWNLOADING, result_url="u", error=None, source="event"
+            g.generation_id,
+            g.job_id,
+            RemoteStatus.SUCCEEDED,
+            Phase.DOWNLOADING,
+            result_url="u",
+            error=None,
+            source="event",
         )
         assert await store.jobs_ready_to_complete() == []
         g = await store.generation("g1")

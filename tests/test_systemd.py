@@ -15,7 +15,7 @@ import pytest
 
 from dropreel.simulator import Simulator
 
-from .daemon_harness import write_config
+from .daemon_harness import drop_job, write_config
 from .test_e2e import daemon_env, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -63,7 +63,7 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
             ready = collect(sock, "READY=1")[-1]
             assert simulator.count("events") == 1, "READY only after the stream was attempted"
             assert "STATUS=stream up; 0 waiting; 0 downloading; 0 failed" in ready, ready
-            (tmp_path / "inbox" / "clip.txt").write_text("p")
+            drop_job(tmp_path / "inbox", "clip.txt", "p")
             running = collect(sock, "1 hooks pending")
             wait_for(lambda: log.exists() and "start" in log.read_text(), 30, "the hook")
             process.send_signal(signal.SIGTERM)

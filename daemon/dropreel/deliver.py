@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import anyio
 import httpx
@@ -52,30 +52,68 @@ class Downloader:
                 offset = 0  # the server ignored our Range: start over
             expected = _expected_length(response, offset)
             content_type = response.headers.get("content-type")
-            written = await self._write(response, temp, append=bool(offset))
-        total = offset + written
-        if expected is not None and total != expected:
-            raise httpx.RemoteProtocolError(
-                f"download of {generation.generation_id} ended at {total} of {expected} bytes"
-            )
+            sink = _Sink(temp, append=bool(offset))
+            try:
+                async for chunk in response.aiter_bytes(1 << 16):
+                    await sink.add(chunk)
+            except BaseException:
+                # Keep every byte received: the next attempt resumes after them.
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(sink.close)
+                raise
+        total = offset + sink.written
         extension = extension_for(generation.result_url, content_type)
         desired = media_name(job.stem, generation.idx, count, extension)
-        return await anyio.to_thread.run_sync(
-            lambda: link_no_clobber(
+
+        def finish() -> Path:
+            sink.close(durable=True)
+            if expected is not None and total != expected:
+                raise httpx.RemoteProtocolError(
+                    f"download of {generation.generation_id} ended at {total} of {expected} bytes"
+                )
+            return link_no_clobber(
                 temp, self._outbox, desired, is_ours=lambda existing: same_content(existing, temp)
             )
-        )
 
-    @staticmethod
-    async def _write(response: httpx.Response, temp: Path, *, append: bool) -> int:
-        written = 0
-        async with await anyio.open_file(temp, "ab" if append else "wb") as handle:
-            async for chunk in response.aiter_bytes(1 << 16):
-                await handle.write(chunk)
-                written += len(chunk)
-            await handle.flush()
-            await anyio.to_thread.run_sync(os.fsync, handle.wrapped.fileno())
-        return written
+        # Small results take one trip to a worker thread: write, fsync, link into place.
+        return await anyio.to_thread.run_sync(finish)
+
+
+class _Sink:
+    """A partial download's file, written off the event loop in as few thread trips as fit."""
+
+    FLUSH_AT = 1 << 20
+
+    def __init__(self, path: Path, *, append: bool) -> None:
+        self._path = path
+        self._mode = "ab" if append else "wb"
+        self._handle: IO[bytes] | None = None
+        self._buffer = bytearray()
+        self.written = 0
+
+    async def add(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        self.written += len(chunk)
+        if len(self._buffer) >= self.FLUSH_AT:
+            await anyio.to_thread.run_sync(self._flush)
+
+    def _flush(self) -> IO[bytes]:
+        if self._handle is None:
+            self._handle = self._path.open("ab" if self._mode == "ab" else "wb")
+        self._handle.write(self._buffer)
+        self._buffer.clear()
+        return self._handle
+
+    def close(self, *, durable: bool = False) -> None:
+        try:
+            handle = self._flush()
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        finally:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
 
 
 def _expected_length(response: httpx.Response, offset: int) -> int | None:

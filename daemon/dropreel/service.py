@@ -418,11 +418,9 @@ class Daemon:
         if observed.source is Source.EVENT:
             self.counters.events_matched += 1
         self.metrics.generation_finished(observed.generation_id)
-        generation = await self.store.generation(observed.generation_id)
-        if generation is None:
-            return
         await self.store.record_finished(
-            generation,
+            observed.generation_id,
+            waiting.job_id,
             decision.status,
             decision.next_phase,
             result_url=decision.result_url,

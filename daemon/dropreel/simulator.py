@@ -7,6 +7,7 @@ import hashlib
 import heapq
 import json
 import logging
+import math
 import random
 import socket
 import threading
@@ -60,6 +61,8 @@ class SimulatorOptions:
     cut_downloads: int = 0
     # Completion events carry result URLs that have already expired (REST has fresh ones).
     expired_event_urls: bool = False
+    # New generations wait (processing) until release_held() lets them finish.
+    hold: bool = False
 
 
 @dataclass
@@ -75,6 +78,8 @@ class SimGeneration:
     started_at: float | None = None
     completed_at: float | None = None
     error: str | None = None
+    # The bearer token that created it: which client a download belongs to.
+    owner: str = ""
 
 
 @dataclass
@@ -86,6 +91,8 @@ class RequestRecord:
     streams_open: int
     # Seconds since the newest event stream connected, if any is open.
     stream_age_s: float | None = None
+    # The bearer token used ("" for presigned downloads): tells clients apart.
+    client: str = ""
 
 
 @dataclass
@@ -187,9 +194,10 @@ class Simulator:
         now = time.time()
         open_streams = len(self._subscribers)
         age = now - self._newest_stream_at if open_streams and self._newest_stream_at else None
+        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         with self._lock:
             self.requests.append(
-                RequestRecord(now, request.method, kind, generation_id, open_streams, age)
+                RequestRecord(now, request.method, kind, generation_id, open_streams, age, token)
             )
         if auth and not self._authorised(request):
             return self._unauthenticated()
@@ -242,6 +250,9 @@ class Simulator:
             return _invalid("num_generations must be between 1 and 4")
         params = {k: v for k, v in body.items() if k not in ("model", "num_generations")}
         created = [self._create(model, params) for _ in range(count)]
+        owner = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        for generation in created:
+            generation.owner = owner
         with self._lock:
             self.enqueued.append((body, [g.generation_id for g in created]))
         if self.options.complete_before_answer:
@@ -264,14 +275,47 @@ class Simulator:
             params=params,
             status="processing" if self.options.legacy_api else "queued",
             enqueued_at=now,
-            due_at=now + self._random.uniform(low, high),
+            due_at=math.inf if self.options.hold else now + self._random.uniform(low, high),
             will_fail=self._random.random() < self.options.failure_rate,
         )
         self.generations[generation.generation_id] = generation
+        if not self.options.hold:
+            self._schedule(generation)
+        return generation
+
+    def _schedule(self, generation: SimGeneration) -> None:
         heapq.heappush(self._due, (generation.due_at, generation.generation_id))
         if self._wake is not None:
             self._wake.set()
-        return generation
+
+    def release_held(self, rate_per_s: float, ids: list[str] | None = None) -> None:
+        """Let held generations finish, one every 1/rate seconds from now, in creation order.
+
+        Call it through call_soon from another thread.
+        """
+        held = [
+            g
+            for g in self.generations.values()
+            if g.due_at == math.inf and (ids is None or g.generation_id in ids)
+        ]
+        start = time.time()
+        for n, generation in enumerate(held):
+            generation.due_at = start + n / rate_per_s
+            self._schedule(generation)
+
+    def seed_held(self, count: int, model: str = "seeded-model") -> list[str]:
+        """Create generations directly, processing and held (for scale benchmarks)."""
+        was = self.options.hold
+        self.options.hold = True
+        try:
+            ids = [
+                self._create(model, {"prompt": f"seeded {n}"}).generation_id for n in range(count)
+            ]
+        finally:
+            self.options.hold = was
+        for generation_id in ids:
+            self.generations[generation_id].status = "processing"
+        return ids
 
     async def _scheduler(self) -> None:
         while True:
@@ -547,6 +591,8 @@ def make_server(simulator: Simulator, sock: socket.socket) -> uvicorn.Server:
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=1,
+        # uvicorn drops idle connections after 5 s by default; an API keeps them longer.
+        timeout_keep_alive=75,
         access_log=False,
     )
     return uvicorn.Server(config)

@@ -86,8 +86,9 @@ class Store:
                     await self._db.execute("COMMIT")
 
     async def _fetch_all(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock, self._db.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
+        # One trip to the database thread, and no wait for the write lock: on this one
+        # connection a read between a transaction's statements simply sees them.
+        return list(await self._db.execute_fetchall(sql, tuple(params)))
 
     @staticmethod
     async def _log(
@@ -361,7 +362,8 @@ class Store:
 
     async def record_finished(
         self,
-        generation: GenerationRow,
+        generation_id: str,
+        job_id: str,
         status: RemoteStatus,
         next_phase: Phase,
         *,
@@ -374,14 +376,14 @@ class Store:
             await db.execute(
                 "UPDATE generations SET remote_status = ?, phase = ?, result_url = ?, error = ?,"
                 " completed_at = COALESCE(completed_at, ?) WHERE generation_id = ?",
-                (status, next_phase, result_url, error, time.time(), generation.generation_id),
+                (status, next_phase, result_url, error, time.time(), generation_id),
             )
             await self._log(
                 db,
-                generation.job_id,
+                job_id,
                 f"generation {status.value}",
                 f"via {source}" + (f": {error}" if error else ""),
-                generation.generation_id,
+                generation_id,
             )
 
     async def update_result_url(self, generation_id: str, result_url: str) -> None:

@@ -1,0 +1,1 @@
+"""Benchmarks of dropreel against the simulator on loopback: `python -m dropreel.bench`."""

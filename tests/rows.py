@@ -20,6 +20,7 @@ _JOB = JobRow(
     created_at=1.0,
     updated_at=1.0,
     post_started_at=1.5,
+    post_attempts=1,
     submitted_at=2.0,
     finished_at=None,
     manifest_path=None,

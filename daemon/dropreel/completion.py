@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 import anyio
 import httpx
@@ -20,7 +21,7 @@ from dropreel.joblog import log_job_end
 from dropreel.lifecycle import JobState, Phase, job_state_after_generations
 from dropreel.metrics import Metrics
 from dropreel.provider import Provider
-from dropreel.records import GenerationRow
+from dropreel.records import GenerationRow, JobRow, expected_generations
 from dropreel.store import Store
 
 log = structlog.get_logger("dropreel.completion")
@@ -59,23 +60,24 @@ class Completion:
         self._completion_lock = anyio.Lock()
 
     async def deliver(self, generation_id: str) -> None:
-        generation = await self._store.generation(generation_id)
-        if generation is None:
+        found = await self._store.generation_with_job(generation_id)
+        if found is None:
             return
-        if generation.phase is Phase.DOWNLOADING and not await self._download(generation):
-            return
-        await self.complete_if_done(generation.job_id)
+        generation, job = found
+        if generation.phase is Phase.DOWNLOADING:
+            delivered = await self._download(job, generation)
+            if delivered is None:
+                return
+            generation = delivered
+        await self._complete_if_done(job, generation)
         await self._to_hooks(generation_id)
 
-    async def _download(self, generation: GenerationRow) -> bool:
-        """Fetch the result; False if it will be tried again later."""
-        job = await self._store.job(generation.job_id)
-        assert job is not None
-        siblings = await self._store.generations_of(job.job_id)
+    async def _download(self, job: JobRow, generation: GenerationRow) -> GenerationRow | None:
+        """Fetch the result; the generation as now recorded, or None to try again later."""
         bound = log.bind(job_id=job.job_id, generation_id=generation.generation_id)
         self._counters.downloads_in_flight += 1
         try:
-            path = await self._downloader.fetch(job, generation, len(siblings))
+            path = await self._downloader.fetch(job, generation, expected_generations(job))
         except (httpx.HTTPError, DropreelError, OSError) as exc:
             attempts = await self._store.record_download_failure(
                 generation.generation_id, job.job_id, str(exc)
@@ -92,7 +94,9 @@ class Completion:
                 )
                 await self._store.record_delivered(generation, None, error=reason)
                 bound.error("download abandoned", error=str(exc), attempts=attempts)
-                return True
+                return replace(
+                    generation, phase=Phase.HOOKING, error=reason, delivered_at=time.time()
+                )
             settings = self._settings.delivery
             delay = (
                 0.0
@@ -104,14 +108,17 @@ class Completion:
             delay = min(delay, remaining)
             bound.warning("download failed", error=str(exc), retry_in_s=round(delay, 2))
             self._deliver_later(generation.generation_id, delay)
-            return False
+            return None
         finally:
             self._counters.downloads_in_flight -= 1
         self._counters.downloads += 1
         self._counters.download_bytes += path.stat().st_size
-        await self._store.record_delivered(generation, str(path))
+        delivered_at = time.time()
+        await self._store.record_delivered(generation, str(path), at=delivered_at)
         bound.info("delivered", path=str(path))
-        return True
+        return replace(
+            generation, phase=Phase.HOOKING, output_path=str(path), delivered_at=delivered_at
+        )
 
     async def _refresh_url(self, generation: GenerationRow) -> bool:
         """Presigned result URLs expire: ask REST for a fresh one. True if we got one."""
@@ -130,34 +137,58 @@ class Completion:
         return True
 
     async def complete_if_done(self, job_id: str) -> None:
-        """Write the manifest once every generation of the job is terminal and delivered."""
+        """Write the manifest if every generation of the job is terminal and delivered."""
+        job = await self._store.job(job_id)
+        generations = await self._store.generations_of(job_id)
+        if job is not None and generations:
+            await self._complete_if_done(job, generations[0], generations)
+
+    async def _complete_if_done(
+        self,
+        job: JobRow,
+        delivered: GenerationRow,
+        generations: list[GenerationRow] | None = None,
+    ) -> None:
         async with self._completion_lock:
-            job = await self._store.job(job_id)
-            if job is None or job.state is not JobState.SUBMITTED:
+            if generations is None:
+                if expected_generations(job) == 1:
+                    # The common case: the generation just delivered is the whole job.
+                    generations = [delivered]
+                else:
+                    refreshed = await self._store.job(job.job_id)
+                    if refreshed is None:
+                        return
+                    job, generations = refreshed, await self._store.generations_of(job.job_id)
+            if job.state is not JobState.SUBMITTED:
                 return
-            generations = await self._store.generations_of(job_id)
             if not job_state_after_generations([g.phase for g in generations]):
                 return
             path = await anyio.to_thread.run_sync(
                 write_manifest, self._settings.outbox_dir, job, generations
             )
-            await self._store.complete_job(job_id, str(path))
+            finished_at = time.time()
+            await self._store.complete_job(job.job_id, str(path), at=finished_at)
         self._counters.jobs_completed += 1
-        self._metrics.job_duration.observe(time.time() - job.created_at)
-        log.info("manifest written", job_id=job_id, manifest=str(path))
-        await log_job_end(self._store, job_id, "completed")
+        self._metrics.job_duration.observe(finished_at - job.created_at)
+        log.info("manifest written", job_id=job.job_id, manifest=str(path))
+        log_job_end(
+            replace(
+                job, state=JobState.COMPLETED, finished_at=finished_at, manifest_path=str(path)
+            ),
+            generations,
+            "completed",
+        )
 
     async def hook(self, generation_id: str) -> None:
-        generation = await self._store.generation(generation_id)
-        if generation is None or generation.phase is not Phase.HOOKING:
+        found = await self._store.generation_with_job(generation_id)
+        if found is None or found[0].phase is not Phase.HOOKING:
             return
+        generation, job = found
         argv = self._settings.hooks.on_complete
         if not argv:
             self._metrics.hook_skipped(generation_id)
             await self._store.mark_hook_skipped(generation)
             return
-        job = await self._store.job(generation.job_id)
-        assert job is not None
         fields = hook_fields(job, generation)
         env = hook_environment(
             self._environ,

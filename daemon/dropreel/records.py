@@ -26,6 +26,7 @@ CREATE TABLE jobs (
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     post_started_at REAL,
+    post_attempts INTEGER NOT NULL DEFAULT 0,
     submitted_at  REAL,
     finished_at   REAL,
     manifest_path TEXT
@@ -80,9 +81,15 @@ class JobRow:
     created_at: float
     updated_at: float
     post_started_at: float | None
+    post_attempts: int
     submitted_at: float | None
     finished_at: float | None
     manifest_path: str | None
+
+
+def expected_generations(job: JobRow) -> int:
+    """How many generations the job's request asks for (the enqueue default is one)."""
+    return int((job.request or {}).get("num_generations", 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,7 @@ def job_from(row: aiosqlite.Row) -> JobRow:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         post_started_at=row["post_started_at"],
+        post_attempts=row["post_attempts"],
         submitted_at=row["submitted_at"],
         finished_at=row["finished_at"],
         manifest_path=row["manifest_path"],

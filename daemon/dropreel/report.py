@@ -154,7 +154,7 @@ def service_status(
 
 
 def job_summary(
-    job: JobRow, generations: Sequence[GenerationRow], *, post_attempts: int, outcome: str
+    job: JobRow, generations: Sequence[GenerationRow], *, outcome: str
 ) -> dict[str, Any]:
     """The facts of the one canonical line logged when a job ends."""
     end = job.finished_at or job.updated_at
@@ -166,7 +166,7 @@ def job_summary(
         "to_submit_s": round(job.submitted_at - job.created_at, 3) if job.submitted_at else None,
         "generations": len(generations),
         "succeeded": sum(1 for g in generations if generation_outcome(g) == "succeeded"),
-        "post_attempts": post_attempts,
+        "post_attempts": job.post_attempts,
         "download_attempts": sum(g.download_attempts for g in generations),
         "hook_attempts": sum(g.hook_attempts for g in generations),
         "error": job.error,

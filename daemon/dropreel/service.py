@@ -418,14 +418,29 @@ class Daemon:
         if observed.source is Source.EVENT:
             self.counters.events_matched += 1
         self.metrics.generation_finished(observed.generation_id)
+        # Recorded in a task of its own: the stream reader goes straight on to the next
+        # event, and completions arriving together are committed together.
+        assert self._group is not None
+        self._group.start_soon(self._record_finished, observed, waiting.job_id, decision)
+
+    async def _record_finished(
+        self, observed: Observation, job_id: str, decision: Finished
+    ) -> None:
+        """Durably record a completion, then hand it to delivery (never the other way round)."""
         await self.store.record_finished(
             observed.generation_id,
-            waiting.job_id,
+            job_id,
             decision.status,
             decision.next_phase,
             result_url=decision.result_url,
             error=decision.error,
             source=observed.source.value,
         )
-        bound.info("generation finished", status=decision.status.value, via=observed.source.value)
+        log.info(
+            "generation finished",
+            job_id=job_id,
+            generation_id=observed.generation_id,
+            status=decision.status.value,
+            via=observed.source.value,
+        )
         await self._deliver_send.send(observed.generation_id)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 import anyio
@@ -22,6 +24,32 @@ from dropreel.records import (
     job_from,
 )
 
+_Op = tuple[str, tuple[Any, ...]]
+
+
+class _Executes(Protocol):
+    async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Any: ...
+
+
+class _Statements:
+    """Writes collected for one transition, committed together with others'."""
+
+    def __init__(self) -> None:
+        self.ops: list[_Op] = []
+
+    async def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> None:
+        self.ops.append((sql, tuple(parameters)))
+
+    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        self.ops.extend((sql, tuple(row)) for row in rows)
+
+
+@dataclass(slots=True)
+class _Waiting:
+    ops: list[_Op]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    error: BaseException | None = None
+
 
 class Store:
     """All reads and writes of dropreel's state."""
@@ -30,6 +58,8 @@ class Store:
         self._db = connection
         # One connection, many tasks: a transaction must not interleave with another's statements.
         self._lock = anyio.Lock()
+        self._queued: list[_Waiting] = []
+        self._committing = False
 
     @classmethod
     @asynccontextmanager
@@ -64,14 +94,76 @@ class Store:
             )
         if read_only:
             raise RuntimeError("the database has not been initialised yet (start the daemon once)")
-        async with self._transaction() as db:
+        async with self._direct_transaction() as db:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     await db.execute(statement)
             await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self) -> AsyncIterator[_Statements]:
+        """Collect a transition's writes; on exit they commit with any others waiting.
+
+        The caller resumes only once its writes are durable, so "record, then act" holds.
+        """
+        statements = _Statements()
+        yield statements
+        if statements.ops:
+            await self._group_commit(statements.ops)
+
+    async def _group_commit(self, ops: list[_Op]) -> None:
+        waiting = _Waiting(ops)
+        self._queued.append(waiting)
+        if self._committing:
+            await waiting.done.wait()
+        else:
+            # This caller commits everything queued meanwhile, in as few transactions as
+            # the load allows; the commits are the durable writes, so they are shielded.
+            self._committing = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    while self._queued:
+                        batch, self._queued = self._queued, []
+                        await self._commit_batch(batch)
+            finally:
+                self._committing = False
+        if waiting.error is not None:
+            raise waiting.error
+
+    async def _commit_batch(self, batch: list[_Waiting]) -> None:
+        async with self._lock:
+            try:
+                await self._apply([op for waiting in batch for op in waiting.ops])
+            except sqlite3.Error:
+                # One bad write must not undo the others: apply each caller's on its own.
+                for waiting in batch:
+                    try:
+                        await self._apply(waiting.ops)
+                    except sqlite3.Error as exc:
+                        waiting.error = exc
+        for waiting in batch:
+            waiting.done.set()
+
+    async def _apply(self, ops: list[_Op]) -> None:
+        # Identical statements go in one executemany: one trip to the database thread.
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, params in ops:
+            grouped.setdefault(sql, []).append(params)
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in grouped.items():
+                if len(rows) == 1:
+                    await self._db.execute(sql, rows[0])
+                else:
+                    await self._db.executemany(sql, rows)
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        await self._db.execute("COMMIT")
+
+    @asynccontextmanager
+    async def _direct_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A transaction that reads its own writes (row counts, read-backs, schema)."""
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -92,7 +184,7 @@ class Store:
 
     @staticmethod
     async def _log(
-        db: aiosqlite.Connection,
+        db: _Executes,
         job_id: str,
         what: str,
         detail: str | None = None,
@@ -199,10 +291,10 @@ class Store:
         The compare-and-set is what guarantees one POST per job: only its winner may send.
         """
         now = time.time()
-        async with self._transaction() as db:
+        async with self._direct_transaction() as db:
             cursor = await db.execute(
-                "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?"
-                " WHERE job_id = ? AND state = ?",
+                "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?,"
+                " post_attempts = post_attempts + 1 WHERE job_id = ? AND state = ?",
                 (JobState.SUBMITTING, now, now, job_id, JobState.ACCEPTED),
             )
             won = cursor.rowcount == 1
@@ -217,12 +309,6 @@ class Store:
             "SELECT phase, COUNT(*) AS n FROM generations GROUP BY phase"
         )
         return {r["state"]: r["n"] for r in jobs}, {r["phase"]: r["n"] for r in phases}
-
-    async def post_attempts(self, job_id: str) -> int:
-        rows = await self._fetch_all(
-            "SELECT COUNT(*) AS n FROM history WHERE job_id = ? AND what = 'submitting'", (job_id,)
-        )
-        return int(rows[0]["n"])
 
     async def request_reconcile(self) -> None:
         """Ask a running daemon (it looks every heartbeat) to check its generations over REST."""
@@ -246,7 +332,7 @@ class Store:
     async def cancel_unsubmitted(self, job_id: str, reason: str) -> bool:
         """Fail a job that has not been POSTed yet; False if a submitter already took it."""
         now = time.time()
-        async with self._transaction() as db:
+        async with self._direct_transaction() as db:
             cursor = await db.execute(
                 "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?"
                 " WHERE job_id = ? AND state = ?",
@@ -289,8 +375,10 @@ class Store:
             )
             await self._log(db, job_id, how, ",".join(g for g, _ in generations))
 
-    async def complete_job(self, job_id: str, manifest_path: str) -> None:
-        now = time.time()
+    async def complete_job(
+        self, job_id: str, manifest_path: str, *, at: float | None = None
+    ) -> None:
+        now = time.time() if at is None else at
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE jobs SET state = ?, manifest_path = ?, updated_at = ?, finished_at = ?"
@@ -336,6 +424,15 @@ class Store:
             "SELECT * FROM generations WHERE generation_id = ?", (generation_id,)
         )
         return generation_from(rows[0]) if rows else None
+
+    async def generation_with_job(self, generation_id: str) -> tuple[GenerationRow, JobRow] | None:
+        """A generation and its job in one trip to the database."""
+        rows = await self._fetch_all(
+            "SELECT g.*, j.* FROM generations g JOIN jobs j USING (job_id)"
+            " WHERE g.generation_id = ?",
+            (generation_id,),
+        )
+        return (generation_from(rows[0]), job_from(rows[0])) if rows else None
 
     async def generations_of(self, job_id: str) -> list[GenerationRow]:
         rows = await self._fetch_all(
@@ -394,7 +491,7 @@ class Store:
             )
 
     async def record_download_failure(self, generation_id: str, job_id: str, error: str) -> int:
-        async with self._transaction() as db:
+        async with self._direct_transaction() as db:
             await db.execute(
                 "UPDATE generations SET download_attempts = download_attempts + 1"
                 " WHERE generation_id = ?",
@@ -409,14 +506,25 @@ class Store:
         return int(row[0]) if row else 0
 
     async def record_delivered(
-        self, generation: GenerationRow, output_path: str | None, error: str | None = None
+        self,
+        generation: GenerationRow,
+        output_path: str | None,
+        error: str | None = None,
+        *,
+        at: float | None = None,
     ) -> None:
         """The result is in the outbox (or will never be): the hook is next."""
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE generations SET phase = ?, output_path = ?, delivered_at = ?,"
                 " error = COALESCE(?, error) WHERE generation_id = ?",
-                (Phase.HOOKING, output_path, time.time(), error, generation.generation_id),
+                (
+                    Phase.HOOKING,
+                    output_path,
+                    time.time() if at is None else at,
+                    error,
+                    generation.generation_id,
+                ),
             )
             await self._log(
                 db,

@@ -16,7 +16,7 @@ from dropreel.counters import Counters
 from dropreel.errors import AuthRefused, DropreelError, RequestRefused, RetryableProviderError
 from dropreel.events import StreamHealth
 from dropreel.files import move_to_failed
-from dropreel.joblog import log_job_end
+from dropreel.joblog import log_job_end_from
 from dropreel.lifecycle import JobState, Observation
 from dropreel.matching import Matcher
 from dropreel.provider import Provider, RemoteGeneration
@@ -95,7 +95,7 @@ class Submitter:
                     "billed, so it was not resubmitted",
                 )
                 bound.error("job needs attention", error=str(exc))
-                await log_job_end(self._store, job_id, "needs_attention")
+                await log_job_end_from(self._store, job_id, "needs_attention")
                 return
             break
         bound.info("submitted", generation_ids=[g for g, _ in pairs])
@@ -121,7 +121,7 @@ class Submitter:
         moved = await anyio.to_thread.run_sync(move)
         await self._store.set_job_state(job.job_id, JobState.FAILED, error=reason, kept_path=moved)
         self._counters.jobs_failed += 1
-        await log_job_end(self._store, job.job_id, "failed")
+        await log_job_end_from(self._store, job.job_id, "failed")
 
     async def settle_lost_posts(self, job_ids: list[str]) -> None:
         """Jobs whose POST answer was lost in a crash: adopt what they created, or park them."""
@@ -142,7 +142,7 @@ class Submitter:
                     job.job_id, JobState.NEEDS_ATTENTION, error=outcome.reason
                 )
                 log.error("job needs attention", job_id=job.job_id, reason=outcome.reason)
-                await log_job_end(self._store, job.job_id, "needs_attention")
+                await log_job_end_from(self._store, job.job_id, "needs_attention")
                 continue
             pairs = [(g.generation_id, g.status) for g in outcome.generations]
             taken.update(g for g, _ in pairs)

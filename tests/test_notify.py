@@ -80,3 +80,14 @@ def test_the_watchdog_is_fed_twice_per_period_when_asked(
     environ: dict[str, str], interval: float | None
 ) -> None:
     assert Notifier(environ).watchdog_interval_s == interval
+
+
+def test_a_receiver_that_stops_reading_never_blocks_the_daemon(
+    listener: tuple[str, socket.socket],
+) -> None:
+    path, _ = listener  # bound, never read: its queue fills after a few datagrams
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    for n in range(1000):
+        notifier.status(f"stream up; {n} waiting")
+        notifier.watchdog()
+    notifier.close()

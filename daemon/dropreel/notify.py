@@ -28,11 +28,15 @@ class Notifier:
         if not self._address:
             return
         if self._socket is None:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            # Non-blocking: when the receiver's queue is full (a busy or stuck systemd), the
+            # message is dropped. A blocking send would freeze the whole event loop.
+            self._socket = socket.socket(
+                socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            )
         try:
             self._socket.sendto("\n".join(fields).encode(), self._address)
         except OSError:
-            pass
+            pass  # includes BlockingIOError: STATUS and WATCHDOG are best effort
 
     def ready(self, status: str) -> None:
         self._last_status = status

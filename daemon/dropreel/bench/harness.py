@@ -74,6 +74,8 @@ class DaemonProcess:
                 raise RuntimeError("the daemon did not become ready") from None
             if "READY=1" in message.split("\n"):
                 self.ready_after_s = time.monotonic() - self.started
+        # Nobody reads it from here on: stop listening rather than let messages pile up.
+        self._notify.close()
         return self.ready_after_s
 
     def peak_rss_mb(self) -> float:

@@ -137,3 +137,25 @@ async def test_only_one_claim_for_submission_wins(tmp_path: Path) -> None:
         job = await store.job("j1")
         assert job is not None and job.state is JobState.SUBMITTING
         assert job.post_started_at is not None
+
+
+async def test_concurrent_writes_commit_together_and_each_caller_gets_its_own_error(
+    tmp_path: Path,
+) -> None:
+    async with Store.open(tmp_path / "db.sqlite3") as store:
+        await claim(store, "j1", "one")
+        outcomes: dict[str, str] = {}
+
+        async def write(label: str, job_id: str, stem: str) -> None:
+            try:
+                await claim(store, job_id, stem)
+                outcomes[label] = "ok"
+            except sqlite3.IntegrityError:
+                outcomes[label] = "refused"
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(write, "fresh", "j2", "two")
+            group.start_soon(write, "duplicate id", "j1", "three")
+            group.start_soon(write, "another", "j3", "four")
+        assert outcomes == {"fresh": "ok", "duplicate id": "refused", "another": "ok"}
+        assert sorted(j.job_id for j in await store.jobs()) == ["j1", "j2", "j3"]

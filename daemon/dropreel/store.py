@@ -131,18 +131,25 @@ class Store:
             raise waiting.error
 
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
-        async with self._lock:
-            try:
-                await self._apply([op for waiting in batch for op in waiting.ops])
-            except sqlite3.Error:
-                # One bad write must not undo the others: apply each caller's on its own.
-                for waiting in batch:
-                    try:
-                        await self._apply(waiting.ops)
-                    except sqlite3.Error as exc:
-                        waiting.error = exc
-        for waiting in batch:
-            waiting.done.set()
+        try:
+            async with self._lock:
+                try:
+                    await self._apply([op for waiting in batch for op in waiting.ops])
+                except sqlite3.Error:
+                    # One bad write must not undo the others: apply each caller's on its own.
+                    for waiting in batch:
+                        try:
+                            await self._apply(waiting.ops)
+                        except sqlite3.Error as exc:
+                            waiting.error = exc
+        except Exception as exc:
+            # Anything else (the connection itself failing) fails the whole batch, but
+            # every caller still wakes with the reason, and the next batch is still tried.
+            for waiting in batch:
+                waiting.error = waiting.error or exc
+        finally:
+            for waiting in batch:
+                waiting.done.set()
 
     async def _apply(self, ops: list[_Op]) -> None:
         # Identical statements go in one executemany: one trip to the database thread.

@@ -169,10 +169,24 @@ class OxenClient:
         return [parse_generation(item, what) for item in raw]
 
     async def list_active(self) -> set[str] | None:
-        listed = await self._list(None)
-        if listed is None:
+        what = "GET /api/ai/queue"
+        response = await self._http.get(f"{self._rest}/queue", headers=self._auth())
+        if response.status_code in (404, 405, 501):
             return None
-        return {g.generation_id for g in listed if not g.status.is_terminal}
+        raise_for_answer(response, what)
+        payload = _json(response, what)
+        raw = payload.get("generations") if isinstance(payload, dict) else None
+        if not isinstance(raw, list):
+            return None
+        # Only ids are kept: this runs over every pending generation at each reconcile.
+        active: set[str] = set()
+        for item in raw:
+            if isinstance(item, dict):
+                status = RemoteStatus.parse(item.get("status"))
+                generation_id = item.get("generation_id") or item.get("id")
+                if isinstance(generation_id, str) and status is not None and not status.is_terminal:
+                    active.add(generation_id)
+        return active
 
     async def list_recent(self) -> list[RemoteGeneration]:
         # Newer docs: filters and full rows; older: only active rows whatever the filter.

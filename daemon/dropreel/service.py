@@ -347,12 +347,12 @@ class Daemon:
         names = await anyio.to_thread.run_sync(self.inbox.waiting_names)
         if names:
             return False
-        if await self.store.jobs(_UNFINISHED_JOB_STATES):
+        jobs, phases = await self.store.counts()
+        if any(jobs.get(state, 0) for state in _UNFINISHED_JOB_STATES):
             return False
-        for phase in (Phase.WAITING, Phase.DOWNLOADING, Phase.HOOKING):
-            if await self.store.generations_in(phase):
-                return False
-        return True
+        return not any(
+            phases.get(phase, 0) for phase in (Phase.WAITING, Phase.DOWNLOADING, Phase.HOOKING)
+        )
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -365,12 +365,9 @@ class Daemon:
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self._submit_send.send(job.job_id)
         self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
-        created = {j.job_id: j.created_at for j in await self.store.jobs([JobState.SUBMITTED])}
-        for generation in await self.store.generations_in(Phase.WAITING):
+        for generation_id, job_id, status, accepted_at in await self.store.waiting_generations():
             self.matcher.register(
-                generation.job_id,
-                [(generation.generation_id, generation.remote_status)],
-                enqueued_at=created.get(generation.job_id, generation.enqueued_at),
+                job_id, [(generation_id, RemoteStatus(status))], enqueued_at=accepted_at
             )
         for generation in await self.store.generations_in(Phase.DOWNLOADING):
             await self._deliver_send.send(generation.generation_id)

@@ -441,6 +441,17 @@ class Store:
         )
         return (generation_from(rows[0]), job_from(rows[0])) if rows else None
 
+    async def waiting_generations(self) -> list[tuple[str, str, str, float]]:
+        """(generation id, job id, status, job accepted at) of every waiting generation.
+
+        Lean on purpose: a restart with a hundred thousand pending must not build rows.
+        """
+        rows = await self._db.execute_fetchall(
+            "SELECT g.generation_id, g.job_id, g.remote_status, j.created_at"
+            " FROM generations g JOIN jobs j USING (job_id) WHERE g.phase = 'waiting'"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
     async def generations_of(self, job_id: str) -> list[GenerationRow]:
         rows = await self._fetch_all(
             "SELECT * FROM generations WHERE job_id = ? ORDER BY idx", (job_id,)

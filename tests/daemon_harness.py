@@ -12,7 +12,7 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from dropreel.config import Settings, load_settings
+from dropreel.config import Settings, load_settings, toml_text
 from dropreel.oxen import OxenClient
 from dropreel.service import Daemon
 from dropreel.simulator import Simulator
@@ -49,12 +49,8 @@ def write_config(root: Path, simulator: Simulator, **sections: Mapping[str, Any]
     }
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
     config = root / "dropreel.toml"
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config.write_text(toml_text(tables), encoding="utf-8")
     return config
 
 

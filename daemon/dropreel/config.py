@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -188,6 +189,19 @@ class Settings(BaseSettings):
     @property
     def accepted_dir(self) -> Path:
         return self.state_dir / "accepted"
+
+
+def toml_text(tables: Mapping[str, Mapping[str, Any]]) -> str:
+    """A config file's text from tables of plain values (strings, numbers, booleans, lists).
+
+    For tools that write configs (the demo, tests, benchmarks); JSON's spelling of these
+    values is valid TOML.
+    """
+    lines: list[str] = []
+    for name, values in tables.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    return "\n".join(lines) + "\n"
 
 
 def find_config_file(explicit: Path | None, environ: Mapping[str, str]) -> Path | None:

@@ -13,7 +13,7 @@ import httpx
 from pydantic import SecretStr
 
 from dropreel import admin
-from dropreel.config import Settings, load_settings
+from dropreel.config import Settings, load_settings, toml_text
 from dropreel.logs import configure_logging
 from dropreel.oxen import OxenClient
 from dropreel.service import Daemon
@@ -52,20 +52,12 @@ def run_demo() -> int:
     configure_logging("info", "json", stream=log_buffer)
     with running_simulator(Simulator(options)) as simulator:
         config = work / "dropreel.toml"
-        config.write_text(
-            "\n".join(
-                [
-                    "[oxen]",
-                    f'base_url = "{simulator.base_url}"',
-                    "[hooks]",
-                    f"on_complete = {json.dumps([sys.executable, '-c', _HOOK])}",
-                    "[poll]",
-                    "interval_s = 2",
-                    "",
-                ]
-            ),
-            encoding="utf-8",
-        )
+        tables: dict[str, dict[str, object]] = {
+            "oxen": {"base_url": simulator.base_url},
+            "hooks": {"on_complete": [sys.executable, "-c", _HOOK]},
+            "poll": {"interval_s": 2},
+        }
+        config.write_text(toml_text(tables), encoding="utf-8")
         inbox = work / "inbox"
         inbox.mkdir()
         for name, text in _JOBS.items():

@@ -155,7 +155,8 @@ class OxenClient:
         if response.status_code != 404:
             raise_for_answer(response, what)
 
-    async def _list(self, status: str | None) -> list[RemoteGeneration] | None:
+    async def _listed_rows(self, status: str | None) -> list[Any] | None:
+        """The raw rows of one listing, or None if the provider offers no listing."""
         what = "GET /api/ai/queue" + (f"?status={status}" if status else "")
         params = {"status": status} if status else None
         response = await self._http.get(f"{self._rest}/queue", params=params, headers=self._auth())
@@ -164,23 +165,15 @@ class OxenClient:
         raise_for_answer(response, what)
         payload = _json(response, what)
         raw = payload.get("generations") if isinstance(payload, dict) else None
-        if not isinstance(raw, list):
-            return None
-        return [parse_generation(item, what) for item in raw]
+        return raw if isinstance(raw, list) else None
 
     async def list_active(self) -> set[str] | None:
-        what = "GET /api/ai/queue"
-        response = await self._http.get(f"{self._rest}/queue", headers=self._auth())
-        if response.status_code in (404, 405, 501):
-            return None
-        raise_for_answer(response, what)
-        payload = _json(response, what)
-        raw = payload.get("generations") if isinstance(payload, dict) else None
-        if not isinstance(raw, list):
+        rows = await self._listed_rows(None)
+        if rows is None:
             return None
         # Only ids are kept: this runs over every pending generation at each reconcile.
         active: set[str] = set()
-        for item in raw:
+        for item in rows:
             if isinstance(item, dict):
                 status = RemoteStatus.parse(item.get("status"))
                 generation_id = item.get("generation_id") or item.get("id")
@@ -192,7 +185,8 @@ class OxenClient:
         # Newer docs: filters and full rows; older: only active rows whatever the filter.
         found: dict[str, RemoteGeneration] = {}
         for status in (None, "succeeded", "failed", "cancelled"):
-            for generation in await self._list(status) or []:
+            for item in await self._listed_rows(status) or []:
+                generation = parse_generation(item, "GET /api/ai/queue")
                 found.setdefault(generation.generation_id, generation)
         return list(found.values())
 

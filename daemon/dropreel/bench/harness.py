@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dropreel.config import toml_text
 from dropreel.simulator import Simulator
 
 BENCH_KEY = "bench-dropreel-key"
@@ -29,12 +29,8 @@ def write_config(root: Path, simulator: Simulator, **sections: dict[str, Any]) -
     }
     for name, values in sections.items():
         tables.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
     config = root / "dropreel.toml"
-    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config.write_text(toml_text(tables), encoding="utf-8")
     return config
 
 

@@ -114,6 +114,7 @@ def test_twenty_files_at_once_through_the_real_daemon(tmp_path: Path, sim: Simul
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
         daemon_log.close()
 
     outbox = tmp_path / "outbox"
@@ -204,6 +205,7 @@ def test_sigint_also_stops_cleanly(tmp_path: Path, sim: Simulator) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()
     assert process.returncode == 0
     assert json.loads(output.splitlines()[-1])["event"] == "stopped"
 

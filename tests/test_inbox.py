@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from dropreel.files import finish_failed_moves
@@ -170,3 +171,36 @@ def test_a_refusal_cut_short_by_a_crash_is_finished_at_start_up(tmp_path: Path) 
     assert json.loads((failed / "moved.json.error.json").read_text())["reason"] == (
         "not valid JSON"
     )
+
+
+async def test_a_file_arriving_just_after_the_first_scan_is_not_missed(tmp_path: Path) -> None:
+    """The gap between the start-up scan and the watch taking hold raises no event."""
+    async with Store.open(tmp_path / "db.sqlite3") as store:
+        box = Dropbox(tmp_path, store)
+
+        class ArrivesDuringStartUp(Inbox):
+            scans = 0
+
+            async def scan(self) -> bool:
+                unsettled = await super().scan()
+                self.scans += 1
+                if self.scans == 1:
+                    box.drop("late.txt", "arrived in the gap")
+                return unsettled
+
+        accepted: list[str] = []
+
+        async def on_accepted(job_id: str) -> None:
+            accepted.append(job_id)
+
+        inbox = ArrivesDuringStartUp(
+            box.folders, store, default_model="m", settle_s=0.0, on_accepted=on_accepted
+        )
+        stop = anyio.Event()
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: inbox.watch(stop, force_polling=False, rescan_interval_s=3600))
+            with anyio.fail_after(10):
+                while not accepted:  # noqa: ASYNC110 - the watcher works in its own thread
+                    await anyio.sleep(0.02)
+            stop.set()
+        assert len(accepted) == 1

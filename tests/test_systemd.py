@@ -72,6 +72,7 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
         finally:
             if process.poll() is None:
                 process.kill()
+                process.communicate()
     assert process.returncode == 0
     assert ["WATCHDOG=1"] in after, "fed while running"
     assert any(

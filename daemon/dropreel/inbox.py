@@ -196,6 +196,9 @@ class Inbox:
         """Scan at start, on every change in the folder, and now and then to be sure."""
         unsettled = await self.scan()
         last_scan = time.monotonic()
+        # A file dropped after that scan but before the watch took hold raises no event:
+        # the first wake-up (within rust_timeout of the watch starting) scans once more.
+        watching_since_scan = False
         async for changes in watchfiles.awatch(
             self._folders.inbox,
             watch_filter=None,
@@ -208,6 +211,7 @@ class Inbox:
             force_polling=force_polling,
         ):
             due = time.monotonic() - last_scan >= rescan_interval_s
-            if changes or unsettled or due:
+            if changes or unsettled or due or not watching_since_scan:
                 unsettled = await self.scan()
                 last_scan = time.monotonic()
+                watching_since_scan = True

@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 from pydantic import SecretStr
 
+from dropreel.app import oxen_daemon
 from dropreel.config import Settings, load_settings, toml_text
-from dropreel.oxen import OxenClient
 from dropreel.service import Daemon
 from dropreel.simulator import Simulator
-from dropreel.store import Store
 
 KEY = SecretStr("sk-test-key-123")
 
@@ -71,24 +69,8 @@ async def run_daemon(
     environ: Mapping[str, str] | None = None,
 ) -> Daemon:
     """Run a daemon until idle (or until `stop`), failing the test if it takes too long."""
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http,
-        Store.open(settings.database_path) as store,
-    ):
-        client = OxenClient(
-            http,
-            base_url=str(settings.oxen.base_url),
-            api_key=KEY,
-            idle_timeout_s=settings.events.idle_timeout_s,
-        )
-        daemon = Daemon(
-            settings,
-            store,
-            client,
-            client,
-            api_key=KEY,
-            environ=environ if environ is not None else {"PATH": "/usr/bin:/bin"},
-        )
+    hook_environ = environ if environ is not None else {"PATH": "/usr/bin:/bin"}
+    async with oxen_daemon(settings, KEY, environ=hook_environ) as daemon:
         with anyio.fail_after(timeout_s):
             await daemon.run(stop or anyio.Event(), until_idle=until_idle)
         return daemon

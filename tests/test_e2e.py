@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO, Any
 
 import pytest
 
@@ -37,6 +38,19 @@ def dropreel(
         timeout=timeout,
         env=env or daemon_env(),
         check=False,
+    )
+
+
+def start_daemon(
+    config: Path, output: IO[Any] | int, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`dropreel run` as a real subprocess, its output (stdout and stderr) to `output`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dropreel", "run", "--config", str(config)],
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env=env or daemon_env(),
+        text=True,
     )
 
 
@@ -91,12 +105,7 @@ def test_twenty_files_at_once_through_the_real_daemon(tmp_path: Path, sim: Simul
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     daemon_log = (tmp_path / "daemon.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dropreel", "run", "--config", str(config)],
-        stdout=daemon_log,
-        stderr=subprocess.STDOUT,
-        env=daemon_env(),
-    )
+    process = start_daemon(config, daemon_log)
     try:
         wait_for(lambda: sim.streams_open == 1, 30, "the daemon's event stream")
         files = twenty_job_files(inbox)
@@ -191,13 +200,7 @@ def test_the_api_key_appears_nowhere_the_daemon_writes(tmp_path: Path, sim: Simu
 
 def test_sigint_also_stops_cleanly(tmp_path: Path, sim: Simulator) -> None:
     config = write_config(tmp_path, sim)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dropreel", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=daemon_env(),
-        text=True,
-    )
+    process = start_daemon(config, subprocess.PIPE)
     try:
         wait_for(lambda: sim.streams_open == 1, 30, "the daemon's event stream")
         process.send_signal(signal.SIGINT)
@@ -266,12 +269,7 @@ def test_version_and_help(tmp_path: Path) -> None:
 def test_operator_commands_against_a_live_daemon(tmp_path: Path, sim: Simulator) -> None:
     sim.options.complete_after_s = (600.0, 600.0)  # nothing finishes unless cancelled
     config = write_config(tmp_path, sim)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dropreel", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=daemon_env(),
-    )
+    process = start_daemon(config, subprocess.DEVNULL)
     database = tmp_path / "state" / "dropreel.sqlite3"
     try:
         wait_for(lambda: sim.streams_open == 1, 30, "the daemon")

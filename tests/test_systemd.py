@@ -16,7 +16,7 @@ import pytest
 from dropreel.simulator import Simulator
 
 from .daemon_harness import drop_job, write_config
-from .test_e2e import daemon_env, wait_for
+from .test_e2e import daemon_env, start_daemon, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -52,13 +52,7 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind(path)
         env = daemon_env(NOTIFY_SOCKET=path, WATCHDOG_USEC="1000000")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "dropreel", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            text=True,
-        )
+        process = start_daemon(config, subprocess.PIPE, env)
         try:
             ready = collect(sock, "READY=1")[-1]
             assert simulator.count("events") == 1, "READY only after the stream was attempted"

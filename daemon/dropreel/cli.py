@@ -10,20 +10,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
-import httpx
 import structlog
 from pydantic import SecretStr
 
 from dropreel import __version__, admin
+from dropreel.app import oxen_daemon
 from dropreel.config import Settings, load_settings, read_api_key
 from dropreel.errors import CommandError, ConfigError
 from dropreel.files import probe_folder, write_new_file
 from dropreel.jobs import is_ignored_name
 from dropreel.logs import configure_logging
 from dropreel.notify import Notifier
-from dropreel.oxen import OxenClient
-from dropreel.service import Daemon
-from dropreel.store import Store
 
 log = structlog.get_logger("dropreel.cli")
 
@@ -133,19 +130,8 @@ def _run(settings: Settings, *, until_idle: bool) -> int:
 
 async def serve(settings: Settings, api_key: SecretStr, until_idle: bool = False) -> None:
     """Run the daemon with the real HTTP client until a signal (or idleness) stops it."""
-    timeout = httpx.Timeout(settings.oxen.read_timeout_s, connect=settings.oxen.connect_timeout_s)
-    async with (
-        httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http,
-        Store.open(settings.database_path) as store,
-    ):
-        client = OxenClient(
-            http,
-            base_url=str(settings.oxen.base_url),
-            api_key=api_key,
-            idle_timeout_s=settings.events.idle_timeout_s,
-        )
-        notifier = Notifier()
-        daemon = Daemon(settings, store, client, client, api_key=api_key, notifier=notifier)
+    notifier = Notifier()
+    async with oxen_daemon(settings, api_key, notifier=notifier) as daemon:
         stop = anyio.Event()
         try:
             async with anyio.create_task_group() as group:

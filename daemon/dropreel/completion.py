@@ -75,7 +75,6 @@ class Completion:
     async def _download(self, job: JobRow, generation: GenerationRow) -> GenerationRow | None:
         """Fetch the result; the generation as now recorded, or None to try again later."""
         bound = log.bind(job_id=job.job_id, generation_id=generation.generation_id)
-        self._counters.downloads_in_flight += 1
         try:
             path = await self._downloader.fetch(job, generation, expected_generations(job))
         except (httpx.HTTPError, DropreelError, OSError) as exc:
@@ -109,8 +108,6 @@ class Completion:
             bound.warning("download failed", error=str(exc), retry_in_s=round(delay, 2))
             self._deliver_later(generation.generation_id, delay)
             return None
-        finally:
-            self._counters.downloads_in_flight -= 1
         self._counters.downloads += 1
         self._counters.download_bytes += path.stat().st_size
         delivered_at = time.time()

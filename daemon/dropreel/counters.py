@@ -11,7 +11,6 @@ class Counters:
     events_matched: int = 0
     downloads: int = 0
     download_bytes: int = 0
-    downloads_in_flight: int = 0
     hooks_run: int = 0
     hook_failures: int = 0
     jobs_completed: int = 0

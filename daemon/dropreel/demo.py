@@ -9,16 +9,13 @@ import tempfile
 from pathlib import Path
 
 import anyio
-import httpx
 from pydantic import SecretStr
 
 from dropreel import admin
+from dropreel.app import oxen_daemon
 from dropreel.config import Settings, load_settings, toml_text
 from dropreel.logs import configure_logging
-from dropreel.oxen import OxenClient
-from dropreel.service import Daemon
 from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
-from dropreel.store import Store
 
 # The demo's hook appends one line per completion: proof that hooks run, and what they get.
 _HOOK = (
@@ -93,15 +90,7 @@ def run_demo() -> int:
 
 
 async def _run(settings: Settings, environ: dict[str, str]) -> None:
-    key = SecretStr("demo-key")
-    async with (
-        httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0)) as http,
-        Store.open(settings.database_path) as store,
-    ):
-        client = OxenClient(
-            http, base_url=str(settings.oxen.base_url), api_key=key, idle_timeout_s=45.0
-        )
-        daemon = Daemon(settings, store, client, client, api_key=key, environ=environ)
+    async with oxen_daemon(settings, SecretStr("demo-key"), environ=environ) as daemon:
         with anyio.fail_after(120):
             await daemon.run(anyio.Event(), until_idle=True)
 

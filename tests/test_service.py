@@ -149,7 +149,7 @@ async def test_a_refused_job_ends_in_failed_with_the_servers_message(
 
 @pytest.mark.parametrize(
     "failures",
-    [[(429, {"Retry-After": "0"})], [(503, {})], [(429, {}), (502, {})]],
+    [[(429, {"Retry-After": "0"})], [(503, {})], [(429, {}), (503, {})]],
 )
 async def test_throttling_and_server_errors_are_retried_to_one_creation(
     tmp_path: Path, simulator: Simulator, failures: list[tuple[int, dict[str, str]]]

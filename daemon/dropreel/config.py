@@ -53,6 +53,9 @@ class OxenSettings(_Section):
     default_model: str = Field("openai-sora-2-pro", min_length=1)
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0)
+    # One ceiling on every request to the provider's API (result downloads aside), whatever
+    # it answers: Retry-After: 0 or a failing listing must not turn into a flood.
+    max_requests_per_s: float = Field(10.0, gt=0)
 
     @field_validator("api_key_file", mode="before")
     @classmethod
@@ -70,6 +73,9 @@ class PathSettings(_Section):
 class InboxSettings(_Section):
     # A file whose mtime is younger than this may still be being written: wait for it.
     settle_s: float = Field(0.2, ge=0)
+    # Where "still open for writing" cannot be asked of the kernel (network filesystems),
+    # a file is taken only once its size and time have not changed for this long.
+    stable_s: float = Field(10.0, ge=0)
     rescan_interval_s: float = Field(30.0, gt=0)
     force_polling: bool = False
 
@@ -94,6 +100,10 @@ class DeliverySettings(_Section):
     concurrency: int = Field(4, ge=1, le=64)
     retry_initial_s: float = Field(2.0, gt=0)
     retry_max_s: float = Field(300.0, gt=0)
+    # A download slower than this over a whole window is cut (and resumed later with Range):
+    # a trickling server must not hold a delivery slot forever.
+    min_bytes_per_s: float = Field(1024.0, ge=0)
+    stall_window_s: float = Field(60.0, gt=0)
 
 
 class JobSettings(_Section):
@@ -124,7 +134,7 @@ class MetricsSettings(_Section):
 
 
 class LogSettings(_Section):
-    level: str = "info"
+    level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
     format: str = Field("auto", pattern="^(auto|json|console|journald)$")
 
 

@@ -54,13 +54,21 @@ class AuthRefused(ProviderError):
 
 
 class RetryableProviderError(ProviderError):
-    """429 or 5xx: the provider asks us to come back later."""
+    """429 or 503: the request was provably not accepted; come back later."""
 
     def __init__(
         self, request: str, status_code: int, message: str, retry_after_s: float | None
     ) -> None:
         super().__init__(request, status_code, message)
         self.retry_after_s = retry_after_s
+
+
+class AmbiguousAnswer(ProviderError):
+    """A 5xx other than 503: a gateway may answer so after the provider acted on the request.
+
+    For a read, retry; for a POST, the generation may exist and be billed, so it is settled
+    like a lost answer, never resent.
+    """
 
 
 class GenerationUnknown(ProviderError):

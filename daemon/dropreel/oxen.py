@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from dropreel.backoff import retry_after_seconds
 from dropreel.errors import (
+    AmbiguousAnswer,
     AuthRefused,
     GenerationUnknown,
     MalformedAnswer,
@@ -57,9 +58,13 @@ def raise_for_answer(response: httpx.Response, what: str) -> None:
     message = error_message(response)
     if code in (401, 403):
         raise AuthRefused(what, code, message)
-    if code == 429 or code >= 500:
+    # Only these two prove the request was not taken; a 502/504 may come from a gateway
+    # after the provider created (and billed) what was asked.
+    if code in (429, 503):
         retry_after = retry_after_seconds(response.headers.get("retry-after"))
         raise RetryableProviderError(what, code, message, retry_after)
+    if code >= 500:
+        raise AmbiguousAnswer(what, code, message)
     if 400 <= code < 500:
         raise RequestRefused(what, code, message)
     raise ProviderError(what, code, message)

@@ -11,7 +11,7 @@ import aiosqlite
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE jobs (
@@ -29,7 +29,9 @@ CREATE TABLE jobs (
     post_attempts INTEGER NOT NULL DEFAULT 0,
     submitted_at  REAL,
     finished_at   REAL,
-    manifest_path TEXT
+    manifest_path TEXT,
+    generation_count INTEGER,
+    retried_as    TEXT
 );
 CREATE INDEX jobs_state ON jobs (state);
 CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
@@ -68,6 +70,16 @@ CREATE TABLE meta (
 """
 
 
+# MIGRATIONS[n] takes a database at version n + 1 to version n + 2.
+MIGRATIONS = (
+    # 2: how many generations the provider really made; which job a retry became.
+    (
+        "ALTER TABLE jobs ADD COLUMN generation_count INTEGER",
+        "ALTER TABLE jobs ADD COLUMN retried_as TEXT",
+    ),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class JobRow:
     job_id: str
@@ -85,10 +97,15 @@ class JobRow:
     submitted_at: float | None
     finished_at: float | None
     manifest_path: str | None
+    # Set once the POST's answer is recorded: the provider may make more than asked.
+    generation_count: int | None = None
+    retried_as: str | None = None
 
 
 def expected_generations(job: JobRow) -> int:
-    """How many generations the job's request asks for (the enqueue default is one)."""
+    """How many generations the job has: as recorded, else as its request asks (default 1)."""
+    if job.generation_count is not None:
+        return job.generation_count
     return int((job.request or {}).get("num_generations", 1))
 
 
@@ -129,6 +146,8 @@ def job_from(row: aiosqlite.Row) -> JobRow:
         submitted_at=row["submitted_at"],
         finished_at=row["finished_at"],
         manifest_path=row["manifest_path"],
+        generation_count=row["generation_count"],
+        retried_as=row["retried_as"],
     )
 
 

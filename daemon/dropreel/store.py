@@ -16,6 +16,7 @@ import anyio
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
 from dropreel.records import (
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     GenerationRow,
@@ -95,9 +96,14 @@ class Store:
         if read_only:
             raise RuntimeError("the database has not been initialised yet (start the daemon once)")
         async with self._direct_transaction() as db:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    await db.execute(statement)
+            if version == 0:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        await db.execute(statement)
+            else:
+                for step in MIGRATIONS[version - 1 :]:
+                    for statement in step:
+                        await db.execute(statement)
             await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
@@ -377,8 +383,9 @@ class Store:
                 ],
             )
             await db.execute(
-                "UPDATE jobs SET state = ?, submitted_at = ?, updated_at = ? WHERE job_id = ?",
-                (JobState.SUBMITTED, now, now, job_id),
+                "UPDATE jobs SET state = ?, submitted_at = ?, updated_at = ?, generation_count = ?"
+                " WHERE job_id = ?",
+                (JobState.SUBMITTED, now, now, len(generations), job_id),
             )
             await self._log(db, job_id, how, ",".join(g for g, _ in generations))
 

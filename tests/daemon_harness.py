@@ -67,10 +67,13 @@ async def run_daemon(
     stop: anyio.Event | None = None,
     timeout_s: float = 30.0,
     environ: Mapping[str, str] | None = None,
+    provider_wrapper: Callable[[Any], Any] | None = None,
 ) -> Daemon:
     """Run a daemon until idle (or until `stop`), failing the test if it takes too long."""
     hook_environ = environ if environ is not None else {"PATH": "/usr/bin:/bin"}
-    async with oxen_daemon(settings, KEY, environ=hook_environ) as daemon:
+    async with oxen_daemon(
+        settings, KEY, environ=hook_environ, provider_wrapper=provider_wrapper
+    ) as daemon:
         with anyio.fail_after(timeout_s):
             await daemon.run(stop or anyio.Event(), until_idle=until_idle)
         return daemon

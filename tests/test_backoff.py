@@ -38,7 +38,10 @@ def test_backoff_doubles_is_capped_and_never_zero(
         (" 2.5 ", 2.5),
         ("100000", 300.0),
         ("Sat, 21 Nov 2026 10:00:30 GMT", 30.0),
-        ("Sat, 21 Nov 2026 09:00:00 GMT", 0.0),
+        # A floor under whatever the server says: "come back now" is not a hot loop.
+        ("0", 1.0),
+        ("0.001", 1.0),
+        ("Sat, 21 Nov 2026 09:00:00 GMT", 1.0),
     ],
 )
 def test_retry_after_in_seconds_or_as_a_date(header: str | None, seconds: float | None) -> None:

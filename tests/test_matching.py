@@ -3,6 +3,8 @@ from __future__ import annotations
 from dropreel.lifecycle import Observation, RemoteStatus, Source
 from dropreel.matching import Matcher
 
+from .test_clock import Clocks
+
 
 def event(generation_id: str) -> Observation:
     return Observation(generation_id, RemoteStatus.SUCCEEDED, Source.EVENT, result_url="u")
@@ -47,3 +49,21 @@ def test_forgotten_generations_no_longer_match() -> None:
     matcher.register("job1", [("g1", RemoteStatus.QUEUED)])
     matcher.forget("g1")
     assert matcher.route(event("g1"), keep_if_unknown=False) is None
+
+
+def test_a_generation_is_overdue_only_once_its_deadline_has_really_passed() -> None:
+    clocks = Clocks(wall=50_000.0)
+    matcher = Matcher(clock=clocks.clock())
+    matcher.register("job1", [("g1", RemoteStatus.QUEUED)], enqueued_at=49_000.0)
+    assert matcher.overdue(3_600.0) == []
+    clocks.monotonic_now += 2_601.0
+    assert matcher.overdue(3_600.0) == ["g1"]
+
+
+def test_a_forward_jump_of_the_wall_clock_makes_nothing_overdue() -> None:
+    clocks = Clocks(wall=50_000.0)
+    matcher = Matcher(clock=clocks.clock())
+    matcher.register("job1", [("g1", RemoteStatus.QUEUED)], enqueued_at=49_990.0)
+    clocks.wall_now += 10 * 86_400
+    clocks.monotonic_now += 5.0
+    assert matcher.overdue(86_400.0) == []

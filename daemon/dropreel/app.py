@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -11,6 +11,8 @@ from pydantic import SecretStr
 from dropreel.config import Settings
 from dropreel.notify import Notifier
 from dropreel.oxen import OxenClient
+from dropreel.provider import Provider
+from dropreel.ratelimit import RequestGate
 from dropreel.service import Daemon
 from dropreel.store import Store
 
@@ -22,11 +24,15 @@ async def oxen_daemon(
     *,
     environ: Mapping[str, str] | None = None,
     notifier: Notifier | None = None,
+    provider_wrapper: Callable[[Provider], Provider] | None = None,
 ) -> AsyncIterator[Daemon]:
     """A Daemon speaking to Oxen as configured; its HTTP client and database close on exit."""
     timeout = httpx.Timeout(settings.oxen.read_timeout_s, connect=settings.oxen.connect_timeout_s)
+    gate = RequestGate(settings.oxen.max_requests_per_s, api_prefixes=(settings.rest_base,))
     async with (
-        httpx.AsyncClient(timeout=timeout, follow_redirects=True) as http,
+        httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, event_hooks={"request": [gate.on_request]}
+        ) as http,
         Store.open(settings.database_path) as store,
     ):
         client = OxenClient(
@@ -35,6 +41,8 @@ async def oxen_daemon(
             api_key=api_key,
             idle_timeout_s=settings.events.idle_timeout_s,
         )
+        # Tests put a misbehaving provider in front of the real one here.
+        provider = provider_wrapper(client) if provider_wrapper else client
         yield Daemon(
-            settings, store, client, client, api_key=api_key, environ=environ, notifier=notifier
+            settings, store, provider, client, api_key=api_key, environ=environ, notifier=notifier
         )

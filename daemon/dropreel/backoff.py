@@ -21,10 +21,19 @@ def backoff_delay(
     return ceiling / 2 + rand() * ceiling / 2
 
 
+# However a server words it ("Retry-After: 0", a date in the past), never come back sooner.
+MIN_RETRY_AFTER_S = 1.0
+
+
 def retry_after_seconds(
-    header: str | None, *, now: datetime | None = None, max_s: float = 300.0
+    header: str | None,
+    *,
+    now: datetime | None = None,
+    min_s: float = MIN_RETRY_AFTER_S,
+    max_s: float = 300.0,
 ) -> float | None:
-    """Retry-After (seconds or an HTTP date) as seconds to wait, capped; None if unusable."""
+    """Retry-After (seconds or an HTTP date) as seconds to wait, kept within [min_s, max_s];
+    None if unusable."""
     if header is None:
         return None
     try:
@@ -38,4 +47,4 @@ def retry_after_seconds(
         value = max(0.0, (when - reference).total_seconds())
     if value != value or value < 0:  # NaN or negative
         return None
-    return min(value, max_s)
+    return min(max(value, min_s), max_s)

@@ -7,6 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from dropreel.clock import ElapsedClock, process_clock
 from dropreel.lifecycle import Observation, RemoteStatus
 
 
@@ -33,12 +34,14 @@ class Matcher:
         early_ttl_s: float = 600.0,
         early_max: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
+        clock: ElapsedClock = process_clock,
     ) -> None:
         self.pending: dict[str, Pending] = {}
         self._early: OrderedDict[str, tuple[float, Observation]] = OrderedDict()
         self._ttl_s = early_ttl_s
         self._max = early_max
         self._now = monotonic
+        self._clock = clock
 
     def route(self, observed: Observation, *, keep_if_unknown: bool) -> Pending | None:
         """The waiting generation this observation is about; unknown ones may be kept."""
@@ -66,7 +69,7 @@ class Matcher:
     ) -> list[Observation]:
         """Start waiting for these generations; return events that came before we knew them."""
         early: list[Observation] = []
-        since = time.time() if enqueued_at is None else enqueued_at
+        since = self._clock.now() if enqueued_at is None else enqueued_at
         for generation_id, status in generations:
             self.pending[generation_id] = Pending(job_id, status, since)
             kept = self._early.pop(generation_id, None)
@@ -74,9 +77,14 @@ class Matcher:
                 early.append(kept[1])
         return early
 
-    def overdue(self, before: float) -> list[str]:
-        """Waiting generations enqueued before this moment (wall clock)."""
-        return [g for g, p in self.pending.items() if p.enqueued_at < before]
+    def overdue(self, deadline_s: float) -> list[str]:
+        """Waiting generations older than `deadline_s`, by a clock that wall-clock jumps
+        cannot move (a clock set forward must not cancel every running generation)."""
+        return [
+            g
+            for g, p in self.pending.items()
+            if self._clock.elapsed_since(p.enqueued_at) > deadline_s
+        ]
 
     def forget(self, generation_id: str) -> None:
         self.pending.pop(generation_id, None)

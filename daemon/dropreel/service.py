@@ -58,6 +58,18 @@ def _queue() -> tuple[MemoryObjectSendStream[str], MemoryObjectReceiveStream[str
     return anyio.create_memory_object_stream[str](math.inf)
 
 
+async def _first_of(*events: anyio.Event) -> None:
+    """Return as soon as any of these events is set."""
+    async with anyio.create_task_group() as race:
+
+        async def wait(event: anyio.Event) -> None:
+            await event.wait()
+            race.cancel_scope.cancel()
+
+        for event in events:
+            race.start_soon(wait, event)
+
+
 class Daemon:
     """One running dropreel: owns every task through one task group."""
 
@@ -181,7 +193,12 @@ class Daemon:
                 )
             for _ in range(self.settings.hooks.concurrency):
                 group.start_soon(self._worker, self._hook_recv.clone(), self.completion.hook, True)
-            await self.health.first_attempt_done.wait()
+            # The first stream attempt may hang up to its time-outs: a stop must not wait.
+            await _first_of(self.health.first_attempt_done, stop)
+            if stop.is_set():
+                await self._wind_down(inbox_stop)
+                group.cancel_scope.cancel()
+                return
             if self._lost_posts:
                 group.start_soon(self.submitter.settle_lost_posts, self._lost_posts)
             group.start_soon(self._watch_inbox, inbox_stop)
@@ -307,7 +324,7 @@ class Daemon:
         deadline_s = self.settings.jobs.deadline_s
         while True:
             await anyio.sleep(min(60.0, deadline_s / 4))
-            for generation_id in self.matcher.overdue(time.time() - deadline_s):
+            for generation_id in self.matcher.overdue(deadline_s):
                 await self._give_up_waiting(generation_id, deadline_s)
 
     async def _give_up_waiting(self, generation_id: str, deadline_s: float) -> None:

@@ -63,6 +63,9 @@ class SimulatorOptions:
     expired_event_urls: bool = False
     # New generations wait (processing) until release_held() lets them finish.
     hold: bool = False
+    # A gateway in front of the provider: the next POSTs create their generations, then
+    # are answered with these statuses (502, 504 ...) instead of the generations.
+    fail_after_create: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -234,20 +237,10 @@ class Simulator:
     async def _enqueue(self, request: Request) -> Response:
         if (refused := self._gate(request, "enqueue")) is not None:
             return refused
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _invalid("body is not JSON")
-        if not isinstance(body, dict):
-            return _invalid("body must be an object")
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return _invalid("model is required")
-        if model.startswith("bad-") or model == "no-such-model":
-            return JSONResponse({"error": {"message": f"Model not found: {model}"}}, 404)
-        count = body.get("num_generations", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
-            return _invalid("num_generations must be between 1 and 4")
+        body = await _enqueue_body(request)
+        if isinstance(body, Response):
+            return body
+        model, count = body["model"], body.get("num_generations", 1)
         params = {k: v for k, v in body.items() if k not in ("model", "num_generations")}
         created = [self._create(model, params) for _ in range(count)]
         owner = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
@@ -260,6 +253,9 @@ class Simulator:
                 self.finish(generation.generation_id)
             # Let the stream writers flush the events before this answer goes out.
             await anyio.sleep(0.05)
+        if self.options.fail_after_create:
+            status = self.options.fail_after_create.pop(0)
+            return JSONResponse({"error": {"message": f"gateway {status}"}}, status)
         # The answer states each generation as it was created, even if it finished since.
         initial = "processing" if self.options.legacy_api else "queued"
         rows = [{"generation_id": g.generation_id, "status": initial} for g in created]
@@ -537,6 +533,25 @@ class Simulator:
                 "generations": dict(Counter(g.status for g in self.generations.values())),
             }
         )
+
+
+async def _enqueue_body(request: Request) -> dict[str, Any] | Response:
+    """The enqueue body, validated as Oxen does at enqueue; else the error answer."""
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _invalid("body is not JSON")
+    if not isinstance(body, dict):
+        return _invalid("body must be an object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return _invalid("model is required")
+    if model.startswith("bad-") or model == "no-such-model":
+        return JSONResponse({"error": {"message": f"Model not found: {model}"}}, 404)
+    count = body.get("num_generations", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4:
+        return _invalid("num_generations must be between 1 and 4")
+    return body
 
 
 def _invalid(detail: str) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import httpx
 import structlog
 
 from dropreel.backoff import backoff_delay
+from dropreel.clock import process_clock
 from dropreel.config import Settings
 from dropreel.counters import Counters
 from dropreel.errors import AuthRefused, DropreelError, RequestRefused, RetryableProviderError
@@ -21,17 +21,26 @@ from dropreel.lifecycle import JobState, Observation
 from dropreel.matching import Matcher
 from dropreel.provider import Provider, RemoteGeneration
 from dropreel.records import JobRow
+from dropreel.redact import redact
 from dropreel.settle import Unsettled, settle_lost_post
 from dropreel.store import Store
 
 log = structlog.get_logger("dropreel.submitter")
 
-# Failures after which the provider provably created nothing: it said so, or never heard us.
-_NOT_CREATED = (RetryableProviderError, AuthRefused, httpx.ConnectError, httpx.ConnectTimeout)
+# Failures after which the provider provably created nothing: it said so (429, 503, a refused
+# key), or never heard us (no connection). Anything else once the request may have left —
+# another 5xx, a reset, a time-out, an answer we cannot read — is ambiguous.
+_NOT_CREATED = (
+    RetryableProviderError,
+    AuthRefused,
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
 
 
 class Submitter:
-    """POSTs accepted jobs and settles the ones whose answer a crash lost."""
+    """POSTs accepted jobs and settles the ones whose answer is lost or ambiguous."""
 
     def __init__(
         self,
@@ -50,6 +59,8 @@ class Submitter:
         self._health = health
         self._counters = counters
         self._observe = observe
+        # Settlements adopt generations from one listing: two at once could adopt the same.
+        self._settling = anyio.Lock()
 
     async def submit(self, job_id: str) -> None:
         job = await self._store.job(job_id)
@@ -68,14 +79,12 @@ class Submitter:
                 with anyio.CancelScope(shield=True):
                     self._counters.posts += 1
                     generations = await self._provider.enqueue(job.request)
-                    pairs = [(g.generation_id, g.status) for g in generations]
-                    await self._store.record_submission(job_id, pairs)
-                    early = self._matcher.register(job_id, pairs, enqueued_at=job.created_at)
+                    early = await self._record(job, generations)
             except RequestRefused as exc:
                 await self.refuse(job, f"refused by the provider: {exc.message}")
                 return
             except _NOT_CREATED as exc:
-                remaining = job.created_at + self._settings.jobs.deadline_s - time.time()
+                remaining = process_clock.remaining(job.created_at, self._settings.jobs.deadline_s)
                 if remaining <= 0:
                     await self.refuse(
                         job, f"not submitted within the job deadline; last error: {exc}"
@@ -88,19 +97,42 @@ class Submitter:
                 await anyio.sleep(delay)
                 continue
             except (httpx.HTTPError, DropreelError) as exc:
-                await self._store.set_job_state(
-                    job_id,
-                    JobState.NEEDS_ATTENTION,
-                    error=f"the POST's answer was lost ({exc}); it may have been created and "
-                    "billed, so it was not resubmitted",
+                cause = str(exc) or type(exc).__name__
+                bound.warning(
+                    "the POST ended ambiguously; settling it from the listing", error=cause
                 )
-                bound.error("job needs attention", error=str(exc))
-                await log_job_end_from(self._store, job_id, "needs_attention")
+                await self.settle_lost_posts(
+                    [job_id], cause=f"the POST ended ambiguously ({cause})"
+                )
                 return
             break
-        bound.info("submitted", generation_ids=[g for g, _ in pairs])
-        for observed in early:
+        for observed in early or []:
             await self._observe(observed)
+
+    async def _record(
+        self, job: JobRow, generations: list[RemoteGeneration]
+    ) -> list[Observation] | None:
+        """Record what the POST created; None if the answer cannot be this job's (parked)."""
+        ids = list(dict.fromkeys(g.generation_id for g in generations))
+        statuses = {g.generation_id: g.status for g in reversed(generations)}
+        for generation_id in ids:
+            known = await self._store.generation(generation_id)
+            if known is not None:
+                await self._park(
+                    job.job_id,
+                    f"the provider answered the POST with generation {generation_id}, which "
+                    f"belongs to job {known.job_id}; nothing was recorded for this job",
+                )
+                return None
+        pairs = [(g, statuses[g]) for g in ids]
+        await self._store.record_submission(job.job_id, pairs)
+        log.info("submitted", job_id=job.job_id, generation_ids=ids)
+        return self._matcher.register(job.job_id, pairs, enqueued_at=job.created_at)
+
+    async def _park(self, job_id: str, reason: str) -> None:
+        await self._store.set_job_state(job_id, JobState.NEEDS_ATTENTION, error=reason)
+        log.error("job needs attention", job_id=job_id, reason=reason)
+        await log_job_end_from(self._store, job_id, "needs_attention")
 
     def _retry_delay(self, exc: Exception, attempt: int) -> float:
         if isinstance(exc, RetryableProviderError) and exc.retry_after_s is not None:
@@ -110,6 +142,7 @@ class Submitter:
 
     async def refuse(self, job: JobRow, reason: str) -> None:
         """The job cannot be submitted: its file goes to failed/ under its own name."""
+        reason = redact(reason)
 
         def move() -> str | None:
             kept = Path(job.kept_path) if job.kept_path else None
@@ -123,8 +156,14 @@ class Submitter:
         self._counters.jobs_failed += 1
         await log_job_end_from(self._store, job.job_id, "failed")
 
-    async def settle_lost_posts(self, job_ids: list[str]) -> None:
-        """Jobs whose POST answer was lost in a crash: adopt what they created, or park them."""
+    async def settle_lost_posts(self, job_ids: list[str], *, cause: str | None = None) -> None:
+        """Jobs whose POST answer was lost or ambiguous: adopt what they created, or park them."""
+        async with self._settling:
+            await self._settle(job_ids, cause)
+        # Adopted generations may have finished while we were away: look once.
+        self._health.request_reconcile()
+
+    async def _settle(self, job_ids: list[str], cause: str | None) -> None:
         candidates = await self._listing_for(len(job_ids))
         taken = await self._store.known_generation_ids()
         window_s = self._settings.oxen.connect_timeout_s + self._settings.oxen.read_timeout_s
@@ -138,11 +177,8 @@ class Submitter:
                 taken=taken,
             )
             if isinstance(outcome, Unsettled):
-                await self._store.set_job_state(
-                    job.job_id, JobState.NEEDS_ATTENTION, error=outcome.reason
-                )
-                log.error("job needs attention", job_id=job.job_id, reason=outcome.reason)
-                await log_job_end_from(self._store, job.job_id, "needs_attention")
+                reason = f"{cause}: {outcome.reason}" if cause else outcome.reason
+                await self._park(job.job_id, reason)
                 continue
             pairs = [(g.generation_id, g.status) for g in outcome.generations]
             taken.update(g for g, _ in pairs)
@@ -155,8 +191,6 @@ class Submitter:
             )
             for observed in early:
                 await self._observe(observed)
-        # Adopted generations may have finished while we were away: look once.
-        self._health.request_reconcile()
 
     async def _listing_for(self, jobs: int) -> list[RemoteGeneration]:
         attempt = 0

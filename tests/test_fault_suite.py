@@ -64,45 +64,53 @@ class Faults(threading.Thread):
         self.fired: Counter[str] = Counter()
 
     def run(self) -> None:
-        sim = self.simulator
+        actions = {
+            "drop": self.drop,
+            "throttle": lambda: self.fail_next("enqueue", 429, {"Retry-After": "0"}),
+            "server-error": lambda: self.fail_next("enqueue", 503),
+            "gateway": self.gateway,
+            "cut-download": self.cut_download,
+            "download-error": lambda: self.fail_next("download", 500),
+            "noise": self.noise,
+            "race": self.race,
+            "stall": self.stall,
+            "refuse-key": self.refuse_key,
+        }
         while not self.stop.wait(self.rng.uniform(0.2, 0.8)):
-            fault = self.rng.choice(
-                [
-                    "drop",
-                    "throttle",
-                    "server-error",
-                    "cut-download",
-                    "download-error",
-                    "noise",
-                    "race",
-                    "stall",
-                    "refuse-key",
-                ]
-            )
+            fault = self.rng.choice(sorted(actions))
             self.fired[fault] += 1
-            if fault == "drop":
-                sim.call_soon(sim.drop_streams)
-            elif fault == "throttle":
-                sim.options.fail_next.setdefault("enqueue", []).append((429, {"Retry-After": "0"}))
-            elif fault == "server-error":
-                sim.options.fail_next.setdefault("enqueue", []).append((503, {}))
-            elif fault == "cut-download":
-                sim.options.cut_downloads += 1
-            elif fault == "download-error":
-                sim.options.fail_next.setdefault("download", []).append((500, {}))
-            elif fault == "noise":
-                sim.options.noisy_events = not sim.options.noisy_events
-            elif fault == "race":
-                sim.options.complete_before_answer = not sim.options.complete_before_answer
-            elif fault == "stall":
-                # Longer than the daemon's idle timeout: it must notice on its own.
-                sim.options.stall_streams = True
-                self.stop.wait(3.5)
-                sim.options.stall_streams = False
-            else:
-                sim.options.api_key = "not-the-daemons-key"
-                self.stop.wait(0.5)
-                sim.options.api_key = None
+            actions[fault]()
+
+    def drop(self) -> None:
+        self.simulator.call_soon(self.simulator.drop_streams)
+
+    def fail_next(self, kind: str, status: int, headers: dict[str, str] | None = None) -> None:
+        self.simulator.options.fail_next.setdefault(kind, []).append((status, headers or {}))
+
+    def gateway(self) -> None:
+        # Created and billed, then answered with a gateway's error.
+        self.simulator.options.fail_after_create.append(self.rng.choice([502, 504]))
+
+    def cut_download(self) -> None:
+        self.simulator.options.cut_downloads += 1
+
+    def noise(self) -> None:
+        self.simulator.options.noisy_events = not self.simulator.options.noisy_events
+
+    def race(self) -> None:
+        options = self.simulator.options
+        options.complete_before_answer = not options.complete_before_answer
+
+    def stall(self) -> None:
+        # Longer than the daemon's idle timeout: it must notice on its own.
+        self.simulator.options.stall_streams = True
+        self.stop.wait(3.5)
+        self.simulator.options.stall_streams = False
+
+    def refuse_key(self) -> None:
+        self.simulator.options.api_key = "not-the-daemons-key"
+        self.stop.wait(0.5)
+        self.simulator.options.api_key = None
 
 
 def rows(database: Path, sql: str) -> list[sqlite3.Row]:
@@ -151,6 +159,9 @@ def run_with_kills(root: Path, seed: int) -> Run:
             poll={"interval_s": 0.5},
             submit={"concurrency": 8},
             delivery={"concurrency": 8},
+            # The reconcile owed after each connect must fit in RECONCILE_GRACE_S; the
+            # request ceiling is pinned by tests of its own.
+            oxen={"max_requests_per_s": 1000},
         )
         command = [sys.executable, "-m", "dropreel", "run", "--config", str(config)]
         faults = Faults(sim, rng)
@@ -171,6 +182,7 @@ def run_with_kills(root: Path, seed: int) -> Run:
             faults.stop.set()
             faults.join()
         sim.options.fail_next.clear()
+        sim.options.fail_after_create.clear()
         sim.options.cut_downloads = 0
         sim.options.complete_before_answer = False
         with (root / "final.log").open("w") as log:

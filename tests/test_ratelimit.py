@@ -46,5 +46,7 @@ async def test_api_requests_wait_their_turn_and_downloads_do_not() -> None:
             await http.get("http://api.test/api/repos/result.mp4")
         assert gate.delayed == 0
         await http.get("http://api.test/api/ai/queue")
+        assert gate.delayed == 1
+        await http.post("http://api.test/api/ai/queue")  # took its turn before the claim
     assert gate.delayed == 1
-    assert len(seen) == 7
+    assert len(seen) == 8

@@ -44,5 +44,12 @@ async def oxen_daemon(
         # Tests put a misbehaving provider in front of the real one here.
         provider = provider_wrapper(client) if provider_wrapper else client
         yield Daemon(
-            settings, store, provider, client, api_key=api_key, environ=environ, notifier=notifier
+            settings,
+            store,
+            provider,
+            client,
+            api_key=api_key,
+            environ=environ,
+            notifier=notifier,
+            wait_turn=gate.wait_turn,
         )

@@ -33,7 +33,11 @@ class TokenBucket:
 
 
 class RequestGate:
-    """Holds each API request until the bucket allows it; downloads pass untouched."""
+    """Holds each API request until the bucket allows it; downloads pass untouched.
+
+    Reads and cancels wait in the HTTP client's request hook; the submitter waits its turn
+    itself, before it claims the job.
+    """
 
     def __init__(
         self,
@@ -47,8 +51,10 @@ class RequestGate:
         self._monotonic = monotonic
         self.delayed = 0
 
-    def limits(self, url: str) -> bool:
-        return url.startswith(self._prefixes)
+    def limits(self, request: httpx.Request) -> bool:
+        # POSTs take their turn before the job is marked as being submitted (`wait_turn`),
+        # so that a kill while waiting never leaves an unsent job looking half-sent.
+        return request.method != "POST" and str(request.url).startswith(self._prefixes)
 
     async def wait_turn(self) -> None:
         """Wait until one more request may go out."""
@@ -59,5 +65,5 @@ class RequestGate:
 
     async def on_request(self, request: httpx.Request) -> None:
         """An httpx request hook: every request to the API waits its turn."""
-        if self.limits(str(request.url)):
+        if self.limits(request):
             await self.wait_turn()

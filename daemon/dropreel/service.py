@@ -83,6 +83,7 @@ class Daemon:
         api_key: SecretStr | None = None,
         environ: Mapping[str, str] | None = None,
         notifier: Notifier | None = None,
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,7 +106,14 @@ class Daemon:
         )
         self.metrics = Metrics(self.counters, self._live_figures)
         self.submitter = Submitter(
-            settings, store, provider, self.matcher, self.health, self.counters, self.observe
+            settings,
+            store,
+            provider,
+            self.matcher,
+            self.health,
+            self.counters,
+            self.observe,
+            wait_turn=wait_turn,
         )
         self.completion = Completion(
             settings,

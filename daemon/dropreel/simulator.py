@@ -109,6 +109,8 @@ class Simulator:
     events_sent: list[dict[str, Any]] = field(default_factory=list)
     # Every POST that created generations: its body and the ids it created.
     enqueued: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)
+    # When a POST that created generations was answered with a gateway error instead.
+    ambiguous_answers: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.options.seed)
@@ -135,12 +137,18 @@ class Simulator:
         """Status look-ups made while an event stream was connected.
 
         With a grace, look-ups within that long of the newest connect are not counted:
-        the one reconcile a client owes after (re)connecting.
+        the one reconcile a client owes after (re)connecting. Nor are those within that
+        long of an ambiguous answer to a POST: the listing that settles it, not a poll.
         """
         grace = after_connect_grace_s
 
+        def settling(at: float) -> bool:
+            return grace is not None and any(0 <= at - t <= grace for t in self.ambiguous_answers)
+
         def counted(r: RequestRecord) -> bool:
             if r.kind not in ("get", "list", "record") or not r.streams_open:
+                return False
+            if settling(r.at):
                 return False
             return grace is None or r.stream_age_s is None or r.stream_age_s > grace
 
@@ -255,6 +263,8 @@ class Simulator:
             await anyio.sleep(0.05)
         if self.options.fail_after_create:
             status = self.options.fail_after_create.pop(0)
+            with self._lock:
+                self.ambiguous_answers.append(time.time())
             return JSONResponse({"error": {"message": f"gateway {status}"}}, status)
         # The answer states each generation as it was created, even if it finished since.
         initial = "processing" if self.options.legacy_api else "queued"

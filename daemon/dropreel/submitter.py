@@ -51,8 +51,10 @@ class Submitter:
         health: StreamHealth,
         counters: Counters,
         observe: Callable[[Observation], Awaitable[None]],
+        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
+        self._wait_turn = wait_turn
         self._store = store
         self._provider = provider
         self._matcher = matcher
@@ -71,6 +73,10 @@ class Submitter:
         await self._health.first_attempt_done.wait()
         attempt = 0
         while True:
+            # The request ceiling is waited out before the claim: a job marked as being
+            # submitted must really be on the wire, or a crash would strand it as unsettled.
+            if self._wait_turn is not None:
+                await self._wait_turn()
             if not await self._store.claim_for_submission(job_id):
                 bound.warning("job is already being submitted elsewhere; not sending it again")
                 return

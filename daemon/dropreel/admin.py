@@ -14,6 +14,7 @@ import httpx
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
 from dropreel.files import probe_folder, write_new_file
+from dropreel.layout import overlap_problem
 from dropreel.lifecycle import JobState, Phase
 from dropreel.oxen import OxenClient
 from dropreel.records import JobRow
@@ -137,12 +138,10 @@ async def check_config(settings: Settings) -> tuple[bool, list[str]]:
     except ConfigError as exc:
         verdict(False, f"api key: {exc.problem}")
         api_key = None
-    for key, folder in (
-        ("paths.inbox", settings.inbox_dir),
-        ("paths.outbox", settings.outbox_dir),
-        ("paths.failed", settings.failed_dir),
-        ("paths.state", settings.state_dir),
-    ):
+    overlapping = overlap_problem(settings.folders())
+    if overlapping is not None:
+        verdict(False, ": ".join(overlapping))
+    for key, folder in settings.folders().items():
         verdict(*_folder_verdict(key, folder))
     if api_key is None:
         verdict(False, "api and event stream: not checked without a key")

@@ -19,6 +19,8 @@ from dropreel.config import Settings, load_settings, read_api_key
 from dropreel.errors import CommandError, ConfigError
 from dropreel.files import probe_folder, write_new_file
 from dropreel.jobs import is_ignored_name
+from dropreel.layout import overlap_problem
+from dropreel.lock import AlreadyRunning, hold_state_lock
 from dropreel.logs import configure_logging
 from dropreel.notify import Notifier
 
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 2
-    except CommandError as exc:
+    except (CommandError, AlreadyRunning) as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")
@@ -109,13 +111,12 @@ _OPERATOR_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable
 
 
 def check_folders(settings: Settings) -> None:
-    """Create missing folders; refuse folders we cannot use, naming the key."""
-    for key, folder in (
-        ("paths.inbox", settings.inbox_dir),
-        ("paths.outbox", settings.outbox_dir),
-        ("paths.failed", settings.failed_dir),
-        ("paths.state", settings.state_dir),
-    ):
+    """Refuse overlapping folders; create missing ones; refuse those we cannot use."""
+    folders = settings.folders()
+    overlapping = overlap_problem(folders)
+    if overlapping is not None:
+        raise ConfigError(*overlapping)
+    for key, folder in folders.items():
         problem = probe_folder(folder)
         if problem is not None:
             raise ConfigError(key, problem)
@@ -124,6 +125,8 @@ def check_folders(settings: Settings) -> None:
 def _run(settings: Settings, *, until_idle: bool) -> int:
     api_key = read_api_key(settings)
     check_folders(settings)
+    # Held until this process ends: the kernel lets go of it however the process dies.
+    hold_state_lock(settings.state_dir)
     anyio.run(serve, settings, api_key, until_idle)
     return 0
 

@@ -192,6 +192,15 @@ class Settings(BaseSettings):
     def state_dir(self) -> Path:
         return self.resolve(self.paths.state)
 
+    def folders(self) -> dict[str, Path]:
+        """The folders dropreel works in, by their config keys."""
+        return {
+            "paths.inbox": self.inbox_dir,
+            "paths.outbox": self.outbox_dir,
+            "paths.failed": self.failed_dir,
+            "paths.state": self.state_dir,
+        }
+
     @property
     def database_path(self) -> Path:
         return self.state_dir / "dropreel.sqlite3"

@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 
 import anyio
@@ -13,9 +14,10 @@ import httpx
 
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
-from dropreel.files import probe_folder, write_new_file
+from dropreel.files import lexists, link_no_clobber, probe_folder, stage_copy
 from dropreel.layout import overlap_problem
 from dropreel.lifecycle import JobState, Phase
+from dropreel.naming import first_free
 from dropreel.oxen import OxenClient
 from dropreel.records import JobRow
 from dropreel.report import job_story, status_record, status_table
@@ -61,9 +63,12 @@ async def show(settings: Settings, prefix: str) -> str:
 
 
 async def retry(settings: Settings, prefix: str) -> str:
-    """Resubmit a parked or failed job on a person's request: its file goes back to the inbox."""
+    """Resubmit a parked or failed job on a person's request, once: its file goes back to
+    the inbox as a new job."""
     async with _database(settings, write=True) as store:
         job = await _one_job(store, prefix)
+        if job.retried_as:
+            return await _finish_or_refuse_retry(settings, store, job, job.retried_as)
         if job.state not in (JobState.NEEDS_ATTENTION, JobState.FAILED):
             raise CommandError(
                 f"job {job.job_id} is {job.state.value}; only needs_attention and failed jobs "
@@ -72,13 +77,49 @@ async def retry(settings: Settings, prefix: str) -> str:
         kept = Path(job.kept_path) if job.kept_path else None
         if kept is None or not kept.is_file():
             raise CommandError(f"job {job.job_id}'s file is gone ({job.kept_path})")
-        placed = write_new_file(settings.inbox_dir, job.source_name, kept.read_bytes())
-        await store.set_job_state(
-            job.job_id,
-            JobState.FAILED,
-            error=f"resubmitted on request (dropreel retry) as {placed.name}",
-        )
+        inbox = settings.inbox_dir
+        # The copy waits under a hidden name (the daemon ignores those) until the retry is
+        # recorded: only the winner of the compare-and-set lets it into the inbox, and a
+        # crash in between leaves the copy for the next `retry` to finish placing.
+        staged = stage_copy(kept, inbox, prefix=_retry_prefix(job.job_id))
+        target = inbox / first_free(job.source_name, lambda n: lexists(inbox / n))
+        if not await store.mark_retried(job.job_id, str(target)):
+            staged.unlink()
+            refreshed = await store.job(job.job_id)
+            return await _finish_or_refuse_retry(
+                settings, store, job, (refreshed and refreshed.retried_as) or str(target)
+            )
+        placed = link_no_clobber(staged, inbox, target.name)
+        if placed != target:
+            await store.mark_retried_as(job.job_id, str(placed))
     return str(placed)
+
+
+def _retry_prefix(job_id: str) -> str:
+    return f".dropreel-retry-{job_id}-"
+
+
+async def _finish_or_refuse_retry(
+    settings: Settings, store: Store, job: JobRow, placed: str
+) -> str:
+    """A job already retried: finish placing its copy if a crash cut that short, else refuse
+    naming the job it became."""
+    taken = await store.job_from_source(placed)
+    if taken is None and not lexists(Path(placed)):
+        inbox = settings.inbox_dir
+        staged = sorted(inbox.glob(glob_escape(_retry_prefix(job.job_id)) + "*"))
+        if staged:
+            final = link_no_clobber(staged[0], inbox, Path(placed).name)
+            for leftover in staged[1:]:
+                leftover.unlink(missing_ok=True)
+            await store.mark_retried_as(job.job_id, str(final))
+            return str(final)
+    became = (
+        f"job {taken.job_id} ({taken.state.value})"
+        if taken is not None
+        else "a file the daemon has not taken yet"
+    )
+    raise CommandError(f"job {job.job_id} was already retried: it became {became}, from {placed}")
 
 
 async def cancel(settings: Settings, prefix: str) -> str:

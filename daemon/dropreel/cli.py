@@ -16,9 +16,9 @@ from pydantic import SecretStr
 from dropreel import __version__, admin
 from dropreel.app import oxen_daemon
 from dropreel.config import Settings, load_settings, read_api_key
-from dropreel.errors import CommandError, ConfigError
-from dropreel.files import probe_folder, write_new_file
-from dropreel.jobs import is_ignored_name
+from dropreel.errors import CommandError, ConfigError, CopyRefused
+from dropreel.files import copy_into_folder, probe_folder
+from dropreel.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
 from dropreel.layout import overlap_problem
 from dropreel.lock import AlreadyRunning, hold_state_lock
 from dropreel.logs import configure_logging
@@ -164,12 +164,12 @@ def _submit(settings: Settings, files: Sequence[Path]) -> int:
             status = 1
             continue
         try:
-            data = source.read_bytes()
-        except OSError as exc:
-            print(f"dropreel: {source}: {exc.strerror}", file=sys.stderr)
+            placed = copy_into_folder(source, settings.inbox_dir, max_bytes=MAX_JOB_FILE_BYTES)
+        except CopyRefused as exc:
+            print(f"dropreel: {exc}", file=sys.stderr)
             status = 1
             continue
-        print(write_new_file(settings.inbox_dir, source.name, data))
+        print(placed)
     return status
 
 

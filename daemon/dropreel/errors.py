@@ -22,6 +22,15 @@ class CommandError(DropreelError):
     """A command cannot do what was asked (no such job, wrong state); exit status 1."""
 
 
+class CopyRefused(DropreelError):
+    """A file that cannot be copied in as a job file, with the reason in words."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
 class JobFileRejected(DropreelError):
     """A job file that cannot become a job, with the reason in words."""
 

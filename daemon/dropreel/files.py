@@ -6,11 +6,14 @@ import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
+from dropreel.errors import CopyRefused
 from dropreel.naming import error_sidecar_name, first_free, printable
 
 
@@ -55,26 +58,81 @@ def link_no_clobber(
         return target
 
 
-def write_new_file(folder: Path, desired: str, data: bytes) -> Path:
-    """Create a file under a free name, atomically: nobody ever sees it half-written."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=".", suffix=".tmp")
-    temp = Path(temp_name)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+def lexists(path: Path) -> bool:
+    """Whether anything, even a dangling link, has this name."""
+    return os.path.lexists(path)
+
+
+_COPY_CHUNK = 1 << 16
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def shared_file_mode() -> int:
+    """0644 less the umask, but always readable by the group: a daemon running as another
+    user of the same group must be able to read what a person drops."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o644 & ~umask) | 0o040
+
+
+def stage_copy(source: Path, folder: Path, *, prefix: str, max_bytes: int | None = None) -> Path:
+    """Copy a regular file into `folder` under a hidden temporary name; that name.
+
+    Streams in chunks, never blocks on a FIFO or device, and refuses (CopyRefused) anything
+    but a regular file, or one over `max_bytes`. The copy is fsynced before it is returned.
+    """
     try:
-        while True:
-            target = folder / first_free(desired, lambda n: os.path.lexists(folder / n))
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                continue
-            fsync_dir(folder)
-            return target
-    finally:
-        temp.unlink()
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise CopyRefused(str(source), exc.strerror or str(exc)) from None
+    info = os.fstat(fd)
+    kind = stat.S_IFMT(info.st_mode)
+    problem = None
+    if kind != stat.S_IFREG:
+        problem = f"not a regular file ({_FILE_KINDS.get(kind, 'special')})"
+    elif max_bytes is not None and info.st_size > max_bytes:
+        problem = f"file is {info.st_size} bytes; the limit is {max_bytes}"
+    if problem is not None:
+        os.close(fd)
+        raise CopyRefused(str(source), problem)
+    with os.fdopen(fd, "rb") as reader:
+        folder.mkdir(parents=True, exist_ok=True)
+        out, temp_name = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".tmp")
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(out, "wb") as writer:
+                os.fchmod(writer.fileno(), shared_file_mode())
+                _copy_bounded(reader, writer, source, max_bytes)
+                writer.flush()
+                os.fsync(writer.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+    return temp
+
+
+def _copy_bounded(
+    reader: IO[bytes], writer: IO[bytes], source: Path, max_bytes: int | None
+) -> None:
+    copied = 0
+    while chunk := reader.read(_COPY_CHUNK):
+        copied += len(chunk)
+        if max_bytes is not None and copied > max_bytes:
+            raise CopyRefused(str(source), f"file grew past the limit of {max_bytes} bytes")
+        writer.write(chunk)
+
+
+def copy_into_folder(source: Path, folder: Path, *, max_bytes: int | None = None) -> Path:
+    """Copy a file into `folder` atomically under its own name (or the next free one):
+    hidden temporary first, then a no-clobber link, so nobody sees it half-written."""
+    staged = stage_copy(source, folder, prefix=".dropreel-submit-", max_bytes=max_bytes)
+    return link_no_clobber(staged, folder, source.name)
 
 
 def same_content(a: Path, b: Path) -> bool:

@@ -356,6 +356,45 @@ class Store:
                 await self._log(db, job_id, "cancelled", reason)
         return won
 
+    async def mark_retried(self, job_id: str, placed: str) -> bool:
+        """Record that a parked or failed job was resubmitted as `placed`; False if it already
+        was (or is no longer retryable). The compare-and-set that makes a retry happen once."""
+        now = time.time()
+        async with self._direct_transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET retried_as = ?, state = ?, error = ?, updated_at = ?,"
+                " finished_at = COALESCE(finished_at, ?)"
+                " WHERE job_id = ? AND retried_as IS NULL AND state IN (?, ?)",
+                (
+                    placed,
+                    JobState.FAILED,
+                    f"resubmitted on request (dropreel retry) as {placed}",
+                    now,
+                    now,
+                    job_id,
+                    JobState.NEEDS_ATTENTION,
+                    JobState.FAILED,
+                ),
+            )
+            won = cursor.rowcount == 1
+            if won:
+                await self._log(db, job_id, "retried", placed)
+        return won
+
+    async def mark_retried_as(self, job_id: str, placed: str) -> None:
+        """Correct where a retry's copy landed (its name was taken meanwhile)."""
+        async with self._transaction() as db:
+            await db.execute("UPDATE jobs SET retried_as = ? WHERE job_id = ?", (placed, job_id))
+            await self._log(db, job_id, "retry placed", placed)
+
+    async def job_from_source(self, source_path: str) -> JobRow | None:
+        """The newest job taken from this path, if any."""
+        rows = await self._fetch_all(
+            "SELECT * FROM jobs WHERE source_path = ? ORDER BY created_at DESC LIMIT 1",
+            (source_path,),
+        )
+        return job_from(rows[0]) if rows else None
+
     async def find_job(self, prefix: str) -> list[JobRow]:
         """Jobs whose id starts with `prefix` (ids are long; people type a few characters)."""
         rows = await self._fetch_all(

@@ -97,3 +97,44 @@ def test_bad_job_files_are_rejected_with_a_reason(name: str, data: bytes, reason
     assert reason in caught.value.reason
     assert caught.value.file_name == name
     assert name in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "reason"),
+    [
+        ("when.toml", 'prompt = "p"\nwhen = 2026-11-22', "when: a TOML date is not a JSON value"),
+        (
+            "stamp.toml",
+            'prompt = "p"\n[extra]\nat = 07:32:00',
+            "extra.at: a TOML time is not a JSON value",
+        ),
+        ("digits.json", '{"prompt": "p", "seed": ' + "9" * 5000 + "}", "not usable JSON"),
+        ("digits.toml", 'prompt = "p"\nseed = ' + "9" * 5000, "not usable TOML"),
+        ("big.json", '{"prompt": "p", "seed": ' + "9" * 30 + "}", "seed: integer has 30 digits"),
+        ("lone.json", '{"prompt": "a \\ud83c cat"}', "prompt: contains a lone surrogate"),
+        ("key.json", '{"prompt": "p", "\\udc80": 1}', "a key: contains a lone surrogate"),
+        ("nan.json", '{"prompt": "p", "seed": NaN}', "seed: nan is not a JSON number"),
+        ("inf.json", '{"prompt": "p", "x": [1, -Infinity]}', "x[1]: -inf is not a JSON number"),
+        ("nan.toml", 'prompt = "p"\nseed = nan', "seed: nan is not a JSON number"),
+    ],
+)
+def test_values_that_cannot_travel_as_json_are_refused_with_where(
+    name: str, text: str, reason: str
+) -> None:
+    with pytest.raises(JobFileRejected) as refused:
+        parse_job_file(name, text.encode(), MODEL)
+    assert reason in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("bom.json", '{"prompt": "p"}'),
+        ("bom.toml", 'prompt = "p"'),
+        ("bom.txt", "p"),
+    ],
+)
+def test_a_byte_order_mark_is_not_part_of_the_job(name: str, text: str) -> None:
+    request = parse_job_file(name, b"\xef\xbb\xbf" + text.encode(), MODEL)
+    assert request.body["prompt"] == "p"
+    json.dumps(request.body, allow_nan=False).encode("utf-8")

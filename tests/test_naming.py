@@ -3,6 +3,8 @@ from __future__ import annotations
 import pytest
 
 from dropreel.naming import (
+    displayable,
+    error_sidecar_name,
     extension_for,
     first_free,
     manifest_name,
@@ -25,7 +27,8 @@ from dropreel.naming import (
         ("..json", "json"),
         ("...", "job"),
         ("a/b\\c.txt", "b_c"),
-        ("x" * 300 + ".txt", "x" * 120),
+        ("x" * 300 + ".txt", "x" * 150),
+        ("é" * 300 + ".txt", "é" * 75),
     ],
 )
 def test_stems_are_safe_in_any_folder(file_name: str, stem: str) -> None:
@@ -82,6 +85,12 @@ def test_manifest_name() -> None:
         ("https://h/download", "application/x-unknown-thing", "mp4"),
         ("https://h/a.this-is-not-an-extension", None, "mp4"),
         ("https://h/a.mp4%2F..%2F..%2Fetc", None, "mp4"),
+        # Only media extensions, whatever the URL or the server's type says.
+        ("https://h/payload.sh", None, "mp4"),
+        ("https://h/payload.sh", "video/webm", "webm"),
+        ("https://h/index.html", "text/html", "mp4"),
+        ("https://h/a.JPEG", None, "jpg"),
+        ("https://h/download", "application/x-sh", "mp4"),
     ],
 )
 def test_extension_from_url_then_content_type(
@@ -93,3 +102,28 @@ def test_extension_from_url_then_content_type(
 def test_printable_names_lose_control_characters_and_leading_dots() -> None:
     assert printable("..\nevil\x1b.json") == "_evil_.json"
     assert printable("a/b.json") == "a_b.json"
+
+
+def test_a_name_that_is_not_utf8_becomes_valid_text_everywhere_it_is_shown() -> None:
+    latin1 = b"caf\xe9 au lait.txt".decode("utf-8", "surrogateescape")
+    assert displayable(latin1) == "caf\\xe9 au lait.txt"
+    assert printable(latin1) == "caf_xe9 au lait.txt"
+    assert safe_stem(latin1) == "caf_xe9 au lait"
+    for name in (printable(latin1), safe_stem(latin1)):
+        name.encode("utf-8")
+
+
+@pytest.mark.parametrize("name", ["x" * 250 + ".json", "日本" * 80 + ".toml", "é" * 127 + ".txt"])
+def test_every_name_derived_from_a_long_name_fits_255_bytes(name: str) -> None:
+    kept = f"{'0' * 17}-{printable(name)}"
+    refused = printable(name)
+    stem = numbered_stem(safe_stem(name), 999)
+    for derived in (
+        kept,
+        f".{numbered(refused, 99)}.error.pending",
+        error_sidecar_name(numbered(refused, 99)),
+        media_name(stem, 4, 4, "webm"),
+        manifest_name(stem),
+    ):
+        assert len(derived.encode("utf-8")) <= 255, derived
+    assert printable(name).endswith(name.rsplit(".", 1)[1])

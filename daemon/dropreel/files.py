@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -14,7 +15,12 @@ from pathlib import Path
 from typing import IO
 
 from dropreel.errors import CopyRefused
-from dropreel.naming import error_sidecar_name, first_free, printable
+from dropreel.naming import displayable, error_sidecar_name, first_free, printable
+from dropreel.redact import redact
+
+
+def _no_op(_: str) -> None:
+    pass
 
 
 def fsync_dir(folder: Path) -> None:
@@ -151,18 +157,79 @@ def same_content(a: Path, b: Path) -> bool:
         return False
 
 
-def rename_durably(source: Path, target: Path) -> None:
+MOVE_TEMP_PREFIX = ".dropreel-move-"
+
+
+def move_durably(source: Path, target: Path, *, interrupt: Callable[[str], None] = _no_op) -> None:
+    """Move a file to `target` (a free name) so that a crash at any point loses nothing.
+
+    On one filesystem, a rename. Across filesystems (inbox, state and failed may be separate
+    mounts), a copy under a hidden temporary name in the target folder, fsynced, linked to
+    its name, and only then the source removed: a crash leaves the source, or both copies
+    (which `settle_move` resolves), never neither. `interrupt` names each step (tests stop
+    the move there).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    source.rename(target)
+    try:
+        source.rename(target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    else:
+        fsync_dir(target.parent)
+        fsync_dir(source.parent)
+        return
+    temp = target.parent / f"{MOVE_TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
+    _copy_exclusively(source, temp)
+    interrupt("copied")
+    os.link(temp, target)
+    interrupt("linked")
+    temp.unlink()
     fsync_dir(target.parent)
+    interrupt("placed")
+    source.unlink()
     fsync_dir(source.parent)
+
+
+def _copy_exclusively(source: Path, temp: Path) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with source.open("rb") as reader:
+        mode = stat.S_IMODE(os.fstat(reader.fileno()).st_mode)
+        with os.fdopen(os.open(temp, flags, mode), "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+            writer.flush()
+            os.fsync(writer.fileno())
+
+
+def settle_move(source: Path, target: Path) -> bool:
+    """Finish a move a crash cut short; whether the file is now at `target`.
+
+    Both present with the same bytes: the copy was complete, so the source goes. Different
+    bytes: a new file took the source's name, and both stay.
+    """
+    if lexists(target):
+        if source.is_file() and not source.is_symlink() and same_content(source, target):
+            source.unlink()
+            fsync_dir(source.parent)
+        return True
+    if lexists(source):
+        move_durably(source, target)
+        return True
+    return False
+
+
+def sweep_move_temps(folder: Path) -> None:
+    """Remove copies a crash left unfinished (their sources are still where they were)."""
+    if folder.is_dir():
+        for temp in folder.glob(f"{MOVE_TEMP_PREFIX}*.tmp"):
+            temp.unlink(missing_ok=True)
 
 
 def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: str) -> Path:
     """Move a refused file into `failed/` with `<name>.error.json` beside it.
 
     The reason is written first, under a hidden name, so a crash at any point leaves
-    either the file still in the inbox or the file in failed/ with its reason
+    either the file where it was or the file in failed/ with its reason
     (`finish_failed_moves` completes the last step at start-up).
     """
     failed.mkdir(parents=True, exist_ok=True)
@@ -174,16 +241,18 @@ def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: st
     payload = {
         "file": original_name,
         "kept_as": name,
-        "reason": reason,
+        "reason": redact(reason),
         "rejected_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "moved_from": displayable(str(source)),
     }
     pending = failed / _pending(name)
-    with pending.open("w", encoding="utf-8") as handle:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(pending, flags, 0o644), "w", encoding="utf-8") as handle:
         handle.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     kept = failed / name
-    _rename_across(source, kept)
+    move_durably(source, kept)
     pending.replace(failed / error_sidecar_name(name))
     fsync_dir(failed)
     return kept
@@ -193,27 +262,29 @@ def finish_failed_moves(failed: Path) -> None:
     """Finish refusals a crash cut short: place each reason, or drop it if its file never moved."""
     if not failed.is_dir():
         return
+    sweep_move_temps(failed)
     for pending in failed.glob(".*.error.pending"):
         name = pending.name[1 : -len(".error.pending")]
         if os.path.lexists(failed / name):
+            moved_from = _moved_from(pending)
+            if moved_from is not None:
+                settle_move(moved_from, failed / name)
             pending.replace(failed / error_sidecar_name(name))
         else:
-            pending.unlink()  # the file is still in the inbox and will be judged again
+            pending.unlink()  # the file is still where it was and will be judged again
     fsync_dir(failed)
+
+
+def _moved_from(pending: Path) -> Path | None:
+    try:
+        where = json.loads(pending.read_text("utf-8")).get("moved_from")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(where) if isinstance(where, str) and where else None
 
 
 def _pending(name: str) -> str:
     return f".{name}.error.pending"
-
-
-def _rename_across(source: Path, target: Path) -> None:
-    try:
-        source.rename(target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        # Another filesystem: shutil copies, then removes the original only once copied.
-        shutil.move(os.fspath(source), os.fspath(target))
 
 
 def probe_folder(folder: Path) -> str | None:

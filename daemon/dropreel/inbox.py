@@ -15,10 +15,10 @@ import structlog
 import watchfiles
 
 from dropreel.errors import JobFileRejected
-from dropreel.files import move_to_failed, rename_durably
+from dropreel.files import move_durably, move_to_failed
 from dropreel.jobs import MAX_JOB_FILE_BYTES, is_candidate_name, is_ignored_name, parse_job_file
 from dropreel.lifecycle import JobState
-from dropreel.naming import manifest_name, numbered_stem, printable, safe_stem
+from dropreel.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
 from dropreel.store import Store
 
 log = structlog.get_logger("dropreel.inbox")
@@ -128,15 +128,16 @@ class Inbox:
 
     async def _take(self, name: str) -> bool:
         path = self._folders.inbox / name
+        shown = displayable(name)
         try:
             data = await anyio.to_thread.run_sync(
                 lambda: read_job_file(path, settle_s=self._settle_s, now=time.time())
             )
             if not is_candidate_name(name):
                 raise JobFileRejected(
-                    name, "not a job file: the name must end .json, .toml or .txt"
+                    shown, "not a job file: the name must end .json, .toml or .txt"
                 )
-            request = parse_job_file(name, data, self._default_model)
+            request = parse_job_file(shown, data, self._default_model)
         except _NotYet:
             return False
         except _Vanished:
@@ -149,20 +150,29 @@ class Inbox:
 
     async def _accept(self, path: Path, body: dict[str, object]) -> None:
         job_id = new_job_id()
+        shown = displayable(path.name)
         stem = await self._free_stem(safe_stem(path.name))
         kept = self._folders.accepted / f"{job_id}-{printable(path.name)}"
         await self._store.begin_claim(
             job_id=job_id,
-            source_name=path.name,
-            source_path=str(path),
+            source_name=shown,
+            source_path=displayable(str(path)),
             kept_path=str(kept),
             stem=stem,
             request=body,
         )
-        await anyio.to_thread.run_sync(rename_durably, path, kept)
+        try:
+            await anyio.to_thread.run_sync(move_durably, path, kept)
+        except OSError as exc:
+            # The file stays in the inbox and is judged again at the next scan.
+            await self._store.set_job_state(
+                job_id, JobState.FAILED, error=f"could not move the file out of the inbox: {exc}"
+            )
+            log.error("cannot claim a job file", file=shown, error=str(exc))
+            return
         await self._store.set_job_state(job_id, JobState.ACCEPTED)
         self.accepted_count += 1
-        log.info("job accepted", job_id=job_id, file=path.name, stem=stem)
+        log.info("job accepted", job_id=job_id, file=shown, stem=stem)
         await self._on_accepted(job_id)
 
     async def _free_stem(self, stem: str) -> str:
@@ -176,19 +186,24 @@ class Inbox:
 
     async def _reject(self, path: Path, reason: str) -> None:
         job_id = new_job_id()
-        kept = await anyio.to_thread.run_sync(
-            lambda: move_to_failed(path, self._folders.failed, reason, original_name=path.name)
-        )
+        shown = displayable(path.name)
+        try:
+            kept = await anyio.to_thread.run_sync(
+                lambda: move_to_failed(path, self._folders.failed, reason, original_name=shown)
+            )
+        except OSError as exc:
+            log.error("cannot move a refused job file", file=shown, reason=reason, error=str(exc))
+            return
         await self._store.record_rejected(
             job_id=job_id,
-            source_name=path.name,
-            source_path=str(path),
+            source_name=shown,
+            source_path=displayable(str(path)),
             kept_path=str(kept),
             stem=safe_stem(path.name),
             reason=reason,
         )
         self.rejected_count += 1
-        log.warning("job file rejected", job_id=job_id, file=path.name, reason=reason)
+        log.warning("job file rejected", job_id=job_id, file=shown, reason=reason)
 
     async def watch(
         self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dropreel.errors import JobFileRejected
+from dropreel.jsonvalues import json_problem
 
 MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_NESTING = 32
@@ -50,7 +51,8 @@ def parse_job_file(name: str, data: bytes, default_model: str) -> JobRequest:
     if len(data) > MAX_JOB_FILE_BYTES:
         raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {MAX_JOB_FILE_BYTES}")
     try:
-        text = data.decode("utf-8")
+        # utf-8-sig: a byte-order mark (some editors write one) is not part of the text.
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise JobFileRejected(name, f"not UTF-8 text (byte {exc.start})") from None
     if "\x00" in text:
@@ -81,10 +83,17 @@ def _object_from_structured(name: str, text: str, suffix: str) -> dict[str, Any]
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if suffix == "json" else "TOML"
         raise JobFileRejected(name, f"not valid {kind}: {exc}") from None
+    except ValueError as exc:
+        # Python refuses to parse integers of more than 4,300 digits (CVE-2020-10735).
+        kind = "JSON" if suffix == "json" else "TOML"
+        raise JobFileRejected(name, f"not usable {kind}: {exc}") from None
     if not isinstance(value, dict):
         raise JobFileRejected(name, f"expected an object, found {type(value).__name__}")
     if _depth(value) > MAX_NESTING:
         raise JobFileRejected(name, f"nested deeper than {MAX_NESTING} levels")
+    problem = json_problem(value)
+    if problem is not None:
+        raise JobFileRejected(name, problem)
     return value
 
 

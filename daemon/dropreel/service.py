@@ -21,7 +21,7 @@ from dropreel.config import Settings
 from dropreel.counters import Counters
 from dropreel.errors import DropreelError
 from dropreel.events import Ending, ReconnectPolicy, StreamHealth, run_session
-from dropreel.files import finish_failed_moves, rename_durably
+from dropreel.files import finish_failed_moves, settle_move, sweep_move_temps
 from dropreel.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import (
     Finished,
@@ -384,6 +384,7 @@ class Daemon:
     async def _recover(self) -> None:
         """Pick up every unfinished job and generation where the last run left it."""
         await anyio.to_thread.run_sync(finish_failed_moves, self.settings.failed_dir)
+        await anyio.to_thread.run_sync(sweep_move_temps, self.settings.accepted_dir)
         for job in await self.store.jobs([JobState.CLAIMING]):
             await self._finish_claim(job.job_id, job.source_path, job.kept_path)
         # After the claims above are settled, so each accepted job is queued exactly once.
@@ -405,11 +406,7 @@ class Daemon:
         """A crash came between recording a claim and moving its file: finish the move."""
 
         def settle() -> bool:
-            if not kept:
-                return False
-            if not Path(kept).exists() and Path(source).exists():
-                rename_durably(Path(source), Path(kept))
-            return Path(kept).exists()
+            return bool(kept) and settle_move(Path(source), Path(str(kept)))
 
         if await anyio.to_thread.run_sync(settle):
             await self.store.set_job_state(job_id, JobState.ACCEPTED)

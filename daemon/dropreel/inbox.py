@@ -20,6 +20,7 @@ from dropreel.jobs import MAX_JOB_FILE_BYTES, is_candidate_name, is_ignored_name
 from dropreel.lifecycle import JobState
 from dropreel.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
 from dropreel.store import Store
+from dropreel.writers import StabilityWatch, open_for_writing
 
 log = structlog.get_logger("dropreel.inbox")
 
@@ -46,22 +47,20 @@ def new_job_id() -> str:
     return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(3)}"
 
 
-def read_job_file(path: Path, *, settle_s: float, now: float) -> bytes:
-    """A job file's bytes; refuses anything that is not a small regular file."""
+def read_job_file(
+    path: Path,
+    *,
+    settle_s: float,
+    now: float,
+    unchanged_long_enough: Callable[[os.stat_result], bool] = lambda _: True,
+) -> bytes:
+    """A job file's bytes; refuses anything that is not a small regular file.
+
+    A file another process still has open for writing is left for later; where that cannot
+    be asked, `unchanged_long_enough` decides.
+    """
     name = path.name
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise _Vanished from None
-    kind = stat.S_IFMT(info.st_mode)
-    if kind != stat.S_IFREG:
-        raise JobFileRejected(name, f"not a regular file ({_FILE_KINDS.get(kind, 'special')})")
-    if info.st_size > MAX_JOB_FILE_BYTES:
-        raise JobFileRejected(
-            name, f"file is {info.st_size} bytes; the limit is {MAX_JOB_FILE_BYTES}"
-        )
-    if now - info.st_mtime < settle_s:
-        raise _NotYet
+    _check_entry(path, settle_s=settle_s, now=now)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -69,8 +68,12 @@ def read_job_file(path: Path, *, settle_s: float, now: float) -> bytes:
     except OSError as exc:
         raise JobFileRejected(name, f"cannot read: {exc.strerror}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
             raise JobFileRejected(name, "not a regular file")
+        writing = open_for_writing(fd)
+        if writing or (writing is None and not unchanged_long_enough(opened)):
+            raise _NotYet
         chunks: list[bytes] = []
         remaining = MAX_JOB_FILE_BYTES + 1
         while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 16))):
@@ -81,6 +84,23 @@ def read_job_file(path: Path, *, settle_s: float, now: float) -> bytes:
         raise JobFileRejected(name, f"cannot read: {exc.strerror}") from None
     finally:
         os.close(fd)
+
+
+def _check_entry(path: Path, *, settle_s: float, now: float) -> None:
+    """Refuse what is not a small regular file; leave what was written too recently."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        raise _Vanished from None
+    kind = stat.S_IFMT(info.st_mode)
+    if kind != stat.S_IFREG:
+        raise JobFileRejected(path.name, f"not a regular file ({_FILE_KINDS.get(kind, 'special')})")
+    if info.st_size > MAX_JOB_FILE_BYTES:
+        raise JobFileRejected(
+            path.name, f"file is {info.st_size} bytes; the limit is {MAX_JOB_FILE_BYTES}"
+        )
+    if now - info.st_mtime < settle_s:
+        raise _NotYet
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,11 +122,13 @@ class Inbox:
         default_model: str,
         settle_s: float,
         on_accepted: Callable[[str], Awaitable[None]],
+        stable_s: float = 0.0,
     ) -> None:
         self._folders = folders
         self._store = store
         self._default_model = default_model
         self._settle_s = settle_s
+        self._stability = StabilityWatch(stable_s)
         self._on_accepted = on_accepted
         self._scan_lock = anyio.Lock()
         self.accepted_count = 0
@@ -131,7 +153,14 @@ class Inbox:
         shown = displayable(name)
         try:
             data = await anyio.to_thread.run_sync(
-                lambda: read_job_file(path, settle_s=self._settle_s, now=time.time())
+                lambda: read_job_file(
+                    path,
+                    settle_s=self._settle_s,
+                    now=time.time(),
+                    unchanged_long_enough=lambda info: self._stability.settled(
+                        name, info, time.monotonic()
+                    ),
+                )
             )
             if not is_candidate_name(name):
                 raise JobFileRejected(
@@ -141,10 +170,13 @@ class Inbox:
         except _NotYet:
             return False
         except _Vanished:
+            self._stability.forget(name)
             return True
         except JobFileRejected as rejected:
+            self._stability.forget(name)
             await self._reject(path, rejected.reason)
             return True
+        self._stability.forget(name)
         await self._accept(path, dict(request.body))
         return True
 

@@ -139,6 +139,7 @@ class Daemon:
             default_model=settings.oxen.default_model,
             settle_s=settings.inbox.settle_s,
             on_accepted=self._submit_send.send,
+            stable_s=settings.inbox.stable_s,
         )
         self.notifier = notifier or Notifier(environ={})
         self._group: TaskGroup | None = None

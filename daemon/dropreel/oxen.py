@@ -25,6 +25,7 @@ from dropreel.errors import (
 )
 from dropreel.lifecycle import RemoteStatus
 from dropreel.provider import RemoteGeneration
+from dropreel.streamguard import BoundedStream
 
 _MAX_MESSAGE_CHARS = 500
 
@@ -225,6 +226,7 @@ class OxenClient:
                 await source.response.aread()
                 raise_for_answer(source.response, what)
                 raise ProviderError(what, source.response.status_code, "unexpected answer")
+            source.response.stream = BoundedStream(source.response.stream)  # type: ignore[arg-type]
             yield self._pairs(source.aiter_sse())
 
     @staticmethod

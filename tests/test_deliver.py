@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def requests() -> list[httpx.Request]:
     return []
 
 
+async def streamed(body: bytes) -> AsyncIterator[bytes]:
+    """A body as a server streams it (httpx reads a bytes body eagerly)."""
+    for start in range(0, len(body), 4096):
+        yield body[start : start + 4096]
+
+
 def downloader(
     outbox: Path,
     requests: list[httpx.Request],
@@ -47,7 +54,7 @@ def downloader(
             start = int(request.headers["range"].removeprefix("bytes=").rstrip("-"))
             return httpx.Response(
                 206,
-                content=body[start:],
+                content=streamed(body[start:]),
                 headers={
                     "content-type": ctype,
                     "content-range": f"bytes {start}-{len(body) - 1}/{len(body)}",
@@ -56,7 +63,7 @@ def downloader(
         headers = {"content-type": ctype}
         if claimed_length is not None:
             headers["content-length"] = str(claimed_length)
-        return httpx.Response(200, content=body, headers=headers)
+        return httpx.Response(200, content=streamed(body), headers=headers)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     client = OxenClient(http, base_url="https://hub.test", api_key=SecretStr("k"), idle_timeout_s=1)

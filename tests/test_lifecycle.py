@@ -44,7 +44,8 @@ def seen(status: RemoteStatus, url: str | None = None, error: str | None = None)
             Phase.WAITING,
             P,
             seen(S),
-            Ignore("succeeded without a result URL; will ask again"),
+            # Paid for all the same: delivery asks the provider for a URL.
+            Finished(S, Phase.DOWNLOADING, None, None),
         ),
         (
             Phase.WAITING,

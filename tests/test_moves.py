@@ -4,10 +4,6 @@ its own mount (as the shipped systemd unit lays them out)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,25 +19,7 @@ from dropreel.files import (
 from dropreel.simulator import Simulator
 
 from .daemon_harness import drop_job, run_daemon, settings_for
-
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-
-
-@contextmanager
-def mounted(*points: Path) -> Iterator[None]:
-    """A real tmpfs at each point: every one a filesystem of its own."""
-    done: list[Path] = []
-    try:
-        for point in points:
-            point.mkdir(parents=True, exist_ok=True)
-            subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(point)], check=True
-            )
-            done.append(point)
-        yield
-    finally:
-        for point in done:
-            subprocess.run(["umount", "-l", str(point)], check=False)
+from .mounts import mounted, needs_root
 
 
 class Interrupted(Exception):

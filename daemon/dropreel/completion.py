@@ -12,6 +12,7 @@ import structlog
 from pydantic import SecretStr
 
 from dropreel.backoff import backoff_delay
+from dropreel.clock import process_clock
 from dropreel.config import Settings
 from dropreel.counters import Counters
 from dropreel.deliver import Downloader, write_manifest
@@ -56,8 +57,14 @@ class Completion:
         self._to_hooks = to_hooks
         self._deliver_later = deliver_later
         self._hook_later = hook_later
-        self._downloader = Downloader(provider, settings.outbox_dir)
+        self._downloader = Downloader(
+            provider,
+            settings.outbox_dir,
+            min_bytes_per_s=settings.delivery.min_bytes_per_s,
+            stall_window_s=settings.delivery.stall_window_s,
+        )
         self._completion_lock = anyio.Lock()
+        self._manifest_failures: dict[str, int] = {}
 
     async def deliver(self, generation_id: str) -> None:
         found = await self._store.generation_with_job(generation_id)
@@ -69,23 +76,54 @@ class Completion:
             if delivered is None:
                 return
             generation = delivered
-        await self._complete_if_done(job, generation)
+        try:
+            await self._complete_if_done(job, generation)
+        except OSError as exc:
+            # The outbox is full or read-only: the manifest (and so the job's last hook)
+            # waits, and is tried again until the fault is gone.
+            attempt = self._manifest_failures.get(job.job_id, 0)
+            self._manifest_failures[job.job_id] = attempt + 1
+            delay = backoff_delay(
+                attempt,
+                initial_s=self._settings.delivery.retry_initial_s,
+                max_s=self._settings.delivery.retry_max_s,
+            )
+            log.error(
+                "cannot write the manifest; will try again",
+                job_id=job.job_id,
+                error=str(exc),
+                retry_in_s=round(delay, 2),
+            )
+            self._deliver_later(generation_id, delay)
+            return
+        self._manifest_failures.pop(job.job_id, None)
         await self._to_hooks(generation_id)
 
     async def _download(self, job: JobRow, generation: GenerationRow) -> GenerationRow | None:
         """Fetch the result; the generation as now recorded, or None to try again later."""
         bound = log.bind(job_id=job.job_id, generation_id=generation.generation_id)
+        deadline_s = self._settings.jobs.deadline_s
+        if not generation.result_url:
+            # Succeeded, but with no URL we could use: ask the provider for one.
+            fresh = await self._fresh_url(generation)
+            generation = replace(generation, result_url=fresh) if fresh else generation
         try:
-            path = await self._downloader.fetch(job, generation, expected_generations(job))
+            path = await self._downloader.fetch(
+                job,
+                generation,
+                expected_generations(job),
+                within_s=process_clock.remaining(job.created_at, deadline_s),
+            )
         except (httpx.HTTPError, DropreelError, OSError) as exc:
             attempts = await self._store.record_download_failure(
                 generation.generation_id, job.job_id, str(exc)
             )
-            refreshed = isinstance(exc, ResultUrlRefused) and await self._refresh_url(generation)
+            refreshed = isinstance(exc, ResultUrlRefused) and bool(
+                await self._fresh_url(generation)
+            )
             # A paid result is worth retrying (full disk, network, expired URL) until the
             # job's deadline: only then is it given up, with the reason, never silently.
-            deadline_s = self._settings.jobs.deadline_s
-            remaining = job.created_at + deadline_s - time.time()
+            remaining = process_clock.remaining(job.created_at, deadline_s)
             if remaining <= 0:
                 reason = (
                     f"not downloaded within the job deadline ({deadline_s:g}s) after {attempts} "
@@ -117,8 +155,9 @@ class Completion:
             generation, phase=Phase.HOOKING, output_path=str(path), delivered_at=delivered_at
         )
 
-    async def _refresh_url(self, generation: GenerationRow) -> bool:
-        """Presigned result URLs expire: ask REST for a fresh one. True if we got one."""
+    async def _fresh_url(self, generation: GenerationRow) -> str | None:
+        """Presigned result URLs expire, and a result may come without one: ask REST for a
+        fresh URL. The new URL (recorded), or None if there is none to be had now."""
         try:
             remote = await self._provider.get(generation.generation_id)
         except (httpx.HTTPError, DropreelError) as exc:
@@ -127,11 +166,11 @@ class Completion:
                 generation_id=generation.generation_id,
                 error=str(exc),
             )
-            return False
+            return None
         if not remote.result_url or remote.result_url == generation.result_url:
-            return False
+            return None
         await self._store.update_result_url(generation.generation_id, remote.result_url)
-        return True
+        return remote.result_url
 
     async def complete_if_done(self, job_id: str) -> None:
         """Write the manifest if every generation of the job is terminal and delivered."""

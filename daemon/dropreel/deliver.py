@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import stat
+import time
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import anyio
 import httpx
 
-from dropreel.errors import MalformedAnswer
+from dropreel.errors import MalformedAnswer, RangeNotSatisfiable
 from dropreel.files import link_no_clobber, same_content
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
 from dropreel.naming import extension_for, manifest_name, media_name
@@ -37,24 +40,60 @@ def iso(timestamp: float | None) -> str | None:
 class Downloader:
     """Fetches results into the outbox: temp file, fsync, no-clobber link into place."""
 
-    def __init__(self, provider: Provider, outbox: Path) -> None:
+    def __init__(
+        self,
+        provider: Provider,
+        outbox: Path,
+        *,
+        min_bytes_per_s: float = 0.0,
+        stall_window_s: float = 60.0,
+    ) -> None:
         self._provider = provider
         self._outbox = outbox
+        self._min_bytes_per_s = min_bytes_per_s
+        self._stall_window_s = stall_window_s
 
-    async def fetch(self, job: JobRow, generation: GenerationRow, count: int) -> Path:
-        """Download one succeeded generation's result; return where it now lies."""
-        if not generation.result_url:
-            raise MalformedAnswer(f"generation {generation.generation_id} has no result URL")
+    async def fetch(
+        self, job: JobRow, generation: GenerationRow, count: int, *, within_s: float = math.inf
+    ) -> Path:
+        """Download one succeeded generation's result within `within_s`; where it now lies."""
+        url = generation.result_url
+        if not url:
+            raise MalformedAnswer(f"generation {generation.generation_id} has no usable result URL")
         temp = self._outbox / temp_name(generation.generation_id)
-        offset = temp.stat().st_size if temp.exists() else 0
-        async with self._provider.open_download(generation.result_url, offset=offset) as response:
+        offset = _resumable_size(temp)
+        with anyio.fail_after(max(within_s, 0.001)):
+            try:
+                content_type = await self._transfer(url, temp, offset)
+            except RangeNotSatisfiable as refused:
+                if refused.total is None or refused.total != offset:
+                    temp.unlink(missing_ok=True)  # not the file the server has: start over
+                    raise
+                # A kill after the last byte, before the file was placed: it is complete.
+                content_type = None
+        extension = extension_for(url, content_type)
+        desired = media_name(job.stem, generation.idx, count, extension)
+
+        def place() -> Path:
+            return link_no_clobber(
+                temp, self._outbox, desired, is_ours=lambda existing: same_content(existing, temp)
+            )
+
+        return await anyio.to_thread.run_sync(place)
+
+    async def _transfer(self, url: str, temp: Path, offset: int) -> str | None:
+        """Append the rest of the result to `temp`, durably; the Content-Type."""
+        async with self._provider.open_download(url, offset=offset) as response:
             if offset and response.status_code != 206:
                 offset = 0  # the server ignored our Range: start over
             expected = _expected_length(response, offset)
-            content_type = response.headers.get("content-type")
+            content_type: str | None = response.headers.get("content-type")
             sink = _Sink(temp, append=bool(offset))
+            pace = _Pace(self._min_bytes_per_s, self._stall_window_s)
             try:
-                async for chunk in response.aiter_bytes(1 << 16):
+                # Raw: the bytes as served, never expanded by a Content-Encoding.
+                async for chunk in response.aiter_raw():
+                    pace.add(len(chunk))
                     await sink.add(chunk)
             except BaseException:
                 # Keep every byte received: the next attempt resumes after them.
@@ -62,21 +101,58 @@ class Downloader:
                     await anyio.to_thread.run_sync(sink.close)
                 raise
         total = offset + sink.written
-        extension = extension_for(generation.result_url, content_type)
-        desired = media_name(job.stem, generation.idx, count, extension)
 
-        def finish() -> Path:
+        def finish() -> None:
             sink.close(durable=True)
             if expected is not None and total != expected:
-                raise httpx.RemoteProtocolError(
-                    f"download of {generation.generation_id} ended at {total} of {expected} bytes"
-                )
-            return link_no_clobber(
-                temp, self._outbox, desired, is_ours=lambda existing: same_content(existing, temp)
-            )
+                raise httpx.RemoteProtocolError(f"download ended at {total} of {expected} bytes")
 
-        # Small results take one trip to a worker thread: write, fsync, link into place.
-        return await anyio.to_thread.run_sync(finish)
+        await anyio.to_thread.run_sync(finish)
+        return content_type
+
+
+def _resumable_size(temp: Path) -> int:
+    """Bytes already fetched into our partial file; anything else at its name is removed."""
+    try:
+        info = temp.lstat()
+    except FileNotFoundError:
+        return 0
+    if stat.S_ISREG(info.st_mode):
+        return info.st_size
+    temp.unlink()  # a link or another thing planted at our name: never followed
+    return 0
+
+
+class DownloadStalled(httpx.ReadTimeout):
+    """The server sends, but too slowly to ever finish: cut, and resumed later."""
+
+
+class _Pace:
+    """Cuts a transfer whose rate over a whole window falls under a floor. No I/O."""
+
+    def __init__(
+        self,
+        min_bytes_per_s: float,
+        window_s: float,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._floor = min_bytes_per_s * window_s
+        self._window_s = window_s
+        self._monotonic = monotonic
+        self._started = monotonic()
+        self._bytes = 0
+
+    def add(self, size: int) -> None:
+        self._bytes += size
+        now = self._monotonic()
+        if now - self._started < self._window_s:
+            return
+        if self._bytes < self._floor:
+            raise DownloadStalled(
+                f"download too slow: {self._bytes} bytes in {now - self._started:.0f}s "
+                f"(floor {self._floor / self._window_s:g} bytes/s)"
+            )
+        self._started, self._bytes = now, 0
 
 
 class _Sink:
@@ -86,8 +162,8 @@ class _Sink:
 
     def __init__(self, path: Path, *, append: bool) -> None:
         self._path = path
-        self._mode = "ab" if append else "wb"
-        self._handle: IO[bytes] | None = None
+        self._append = append
+        self._fd: int | None = None
         self._buffer = bytearray()
         self.written = 0
 
@@ -97,23 +173,33 @@ class _Sink:
         if len(self._buffer) >= self.FLUSH_AT:
             await anyio.to_thread.run_sync(self._flush)
 
-    def _flush(self) -> IO[bytes]:
-        if self._handle is None:
-            self._handle = self._path.open("ab" if self._mode == "ab" else "wb")
-        self._handle.write(self._buffer)
+    def _open(self) -> int:
+        # Never follow a link at our name, and never write into a file someone else made.
+        nofollow = os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+        if self._append:
+            return os.open(self._path, nofollow | os.O_APPEND)
+        self._path.unlink(missing_ok=True)
+        return os.open(self._path, nofollow | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def _flush(self) -> int:
+        if self._fd is None:
+            self._fd = self._open()
+        with memoryview(self._buffer) as view:
+            written = 0
+            while written < len(view):
+                written += os.write(self._fd, view[written:])
         self._buffer.clear()
-        return self._handle
+        return self._fd
 
     def close(self, *, durable: bool = False) -> None:
         try:
-            handle = self._flush()
+            fd = self._flush()
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
         finally:
-            if self._handle is not None:
-                self._handle.close()
-                self._handle = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def _expected_length(response: httpx.Response, offset: int) -> int | None:
@@ -125,9 +211,8 @@ def _expected_length(response: httpx.Response, offset: int) -> int | None:
         length = response.headers.get("content-length")
         return offset + int(length) if length and length.isdigit() else None
     length = response.headers.get("content-length")
-    if length and length.isdigit() and "content-encoding" not in response.headers:
-        return int(length)
-    return None
+    # Raw bytes are counted, so Content-Length holds whatever the Content-Encoding.
+    return int(length) if length and length.isdigit() else None
 
 
 def generation_outcome(generation: GenerationRow) -> str:
@@ -169,7 +254,9 @@ def write_manifest(outbox: Path, job: JobRow, generations: Sequence[GenerationRo
     """Write the manifest atomically; never replaces another job's manifest."""
     body = json.dumps(manifest(job, generations), indent=2, ensure_ascii=False) + "\n"
     temp = outbox / f".dropreel-{job.job_id}.result.tmp"
-    with temp.open("w", encoding="utf-8") as handle:
+    temp.unlink(missing_ok=True)  # a leftover, or a link planted at our name: never followed
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(temp, flags, 0o644), "w", encoding="utf-8") as handle:
         handle.write(body)
         handle.flush()
         os.fsync(handle.fileno())

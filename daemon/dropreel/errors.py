@@ -58,6 +58,14 @@ class ResultUrlRefused(RequestRefused):
     """A result URL answered 4xx: presigned URLs expire, so ask REST for a fresh one."""
 
 
+class RangeNotSatisfiable(ResultUrlRefused):
+    """416 to a resumed download: the server says where its file ends, if it says."""
+
+    def __init__(self, request: str, message: str, total: int | None) -> None:
+        super().__init__(request, 416, message)
+        self.total = total
+
+
 class AuthRefused(ProviderError):
     """401/403: the API key is missing, wrong or lacks rights."""
 

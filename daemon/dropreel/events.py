@@ -17,8 +17,11 @@ from dropreel.backoff import backoff_delay
 from dropreel.errors import AuthRefused, ProviderError
 from dropreel.lifecycle import Observation, RemoteStatus, Source
 from dropreel.provider import EventFeed
+from dropreel.redact import redact
+from dropreel.urls import usable_result_url
 
 COMPLETED_EVENT = "media_generation_completed"
+_MAX_ERROR_CHARS = 2000
 
 log = structlog.get_logger("dropreel.events")
 
@@ -46,8 +49,8 @@ def interpret(event_type: str, data: str) -> Observation | str:
         generation_id=generation_id,
         status=status,
         source=Source.EVENT,
-        result_url=str(url) if url else None,
-        error=str(error) if error else None,
+        result_url=usable_result_url(url),
+        error=redact(str(error))[:_MAX_ERROR_CHARS] if error else None,
     )
 
 

@@ -108,8 +108,7 @@ def decide(phase: Phase, status: RemoteStatus, observed: Observation) -> Decisio
             return Ignore("no change")
         return StillRunning(observed.status)
     if observed.status is RemoteStatus.SUCCEEDED:
-        if not observed.result_url:
-            return Ignore("succeeded without a result URL; will ask again")
+        # Without a usable URL it is still paid for: delivery asks the provider for one.
         return Finished(RemoteStatus.SUCCEEDED, Phase.DOWNLOADING, observed.result_url, None)
     error = observed.error or _default_error(observed.status)
     return Finished(observed.status, Phase.HOOKING, None, error)

@@ -19,19 +19,27 @@ from dropreel.errors import (
     GenerationUnknown,
     MalformedAnswer,
     ProviderError,
+    RangeNotSatisfiable,
     RequestRefused,
     ResultUrlRefused,
     RetryableProviderError,
 )
 from dropreel.lifecycle import RemoteStatus
 from dropreel.provider import RemoteGeneration
+from dropreel.redact import redact
 from dropreel.streamguard import BoundedStream
+from dropreel.urls import usable_result_url
 
 _MAX_MESSAGE_CHARS = 500
 
 
 def error_message(response: httpx.Response) -> str:
-    """The provider's explanation, from either documented error shape, else the raw text."""
+    """The provider's explanation (either documented error shape, else the raw text),
+    bounded, and with our key masked: an error body may echo the request's headers."""
+    return redact(_explanation(response))
+
+
+def _explanation(response: httpx.Response) -> str:
     try:
         payload = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -85,8 +93,8 @@ def parse_generation(payload: object, what: str) -> RemoteGeneration:
     return RemoteGeneration(
         generation_id=generation_id,
         status=status,
-        result_url=str(url) if url else None,
-        error=str(error) if error else None,
+        result_url=usable_result_url(url),
+        error=redact(str(error))[:_MAX_MESSAGE_CHARS] if error else None,
         enqueued_at=float(enqueued_at) if isinstance(enqueued_at, int | float) else None,
         row=payload,
     )
@@ -198,7 +206,8 @@ class OxenClient:
 
     @asynccontextmanager
     async def open_download(self, url: str, *, offset: int = 0) -> AsyncIterator[httpx.Response]:
-        headers: dict[str, str] = {}
+        # The bytes as served: a Content-Encoding is never expanded into the outbox.
+        headers: dict[str, str] = {"Accept-Encoding": "identity"}
         target = urlsplit(url)
         # Presigned URLs need no key; never send it to another host.
         if (target.scheme, target.netloc) == self._origin:
@@ -210,6 +219,11 @@ class OxenClient:
                 await response.aread()
                 what = f"GET {target.path or '/'} (result download)"
                 code = response.status_code
+                if code == 416:
+                    total = response.headers.get("content-range", "").rpartition("/")[2]
+                    raise RangeNotSatisfiable(
+                        what, error_message(response), int(total) if total.isdigit() else None
+                    )
                 if 400 <= code < 500 and code != 429:
                     raise ResultUrlRefused(what, code, error_message(response))
                 raise_for_answer(response, what)

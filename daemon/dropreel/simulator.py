@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import heapq
 import json
@@ -63,6 +64,11 @@ class SimulatorOptions:
     expired_event_urls: bool = False
     # New generations wait (processing) until release_held() lets them finish.
     hold: bool = False
+    # Completion events carry this instead of the result URL ("" leaves the field out);
+    # REST keeps answering with the real one.
+    event_url_override: str | None = None
+    # Results are served gzip-compressed (Content-Encoding: gzip), as some CDNs do.
+    gzip_downloads: bool = False
     # A gateway in front of the provider: the next POSTs create their generations, then
     # are answered with these statuses (502, 504 ...) instead of the generations.
     fail_after_create: list[int] = field(default_factory=list)
@@ -158,6 +164,11 @@ class Simulator:
     @property
     def streams_open(self) -> int:
         return len(self._subscribers)
+
+    def served_bytes(self, generation_id: str) -> bytes:
+        """The result's bytes exactly as a download serves them (compressed, if it does)."""
+        body = self.content_for(generation_id, self.options.result_bytes)
+        return gzip.compress(body, mtime=0) if self.options.gzip_downloads else body
 
     @staticmethod
     def content_for(generation_id: str, size: int) -> bytes:
@@ -362,6 +373,10 @@ class Simulator:
             }
             if self.options.expired_event_urls:
                 data["url"] = data["url"].replace(f"sig={self.url_epoch}", "sig=expired")
+            if self.options.event_url_override == "":
+                del data["url"]
+            elif self.options.event_url_override is not None:
+                data["url"] = self.options.event_url_override
         if self.options.noisy_events:
             self.publish("media_generation_completed", "{not json at all")
             self.publish("repo_updated", {"generation_id": generation_id, "status": "succeeded"})
@@ -518,6 +533,12 @@ class Simulator:
         if request.query_params.get("sig") != str(self.url_epoch):
             return Response("signature expired", 403)
         body = self.content_for(generation_id, self.options.result_bytes)
+        if self.options.gzip_downloads:
+            return Response(
+                self.served_bytes(generation_id),
+                headers={"Content-Encoding": "gzip"},
+                media_type="video/mp4",
+            )
         start = _range_start(request.headers.get("range"))
         headers = {"Content-Length": str(len(body))}
         status = 200

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
+from dropreel.keyguard import KeySources
 from dropreel.lifecycle import Phase, RemoteStatus
 from dropreel.records import GenerationRow
 
@@ -61,13 +62,17 @@ def test_stdin_carries_the_same_facts_as_json() -> None:
     }
 
 
-def test_the_api_key_never_reaches_a_hook() -> None:
-    env = hook_environment(
-        {"PATH": "/bin", "OXEN_API_KEY": "sk-1", "COPY": "x sk-1 y", "HOME": "/h"},
-        {"DROPREEL_JOB_ID": "j1"},
-        secret_names={"OXEN_API_KEY"},
-        secret_values={"sk-1"},
-    )
+def test_neither_the_key_nor_where_it_lives_reaches_a_hook() -> None:
+    key = KeySources("sk-123456789", "OXEN_API_KEY", Path("/run/credentials/d/oxen-api-key"))
+    inherited = {
+        "PATH": "/bin",
+        "OXEN_API_KEY": "anything",
+        "COPY": "x sk-123456789 y",
+        "CREDENTIALS_DIRECTORY": "/run/credentials/d",
+        "DROPREEL_OXEN__API_KEY_FILE": "/run/credentials/d/oxen-api-key",
+        "HOME": "/h",
+    }
+    env = hook_environment(inherited, {"DROPREEL_JOB_ID": "j1"}, key)
     assert env == {"PATH": "/bin", "HOME": "/h", "DROPREEL_JOB_ID": "j1"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import sys
@@ -15,10 +16,11 @@ from pydantic import SecretStr
 
 from dropreel import __version__, admin
 from dropreel.app import oxen_daemon
-from dropreel.config import Settings, load_settings, read_api_key
+from dropreel.config import Settings, accepted_key, key_sources, load_settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, CopyRefused
 from dropreel.files import copy_into_folder, probe_folder
 from dropreel.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
+from dropreel.keyguard import make_undumpable, reexec_without_key, take_handed_key
 from dropreel.layout import overlap_problem
 from dropreel.lock import AlreadyRunning, hold_state_lock
 from dropreel.logs import configure_logging
@@ -123,7 +125,16 @@ def check_folders(settings: Settings) -> None:
 
 
 def _run(settings: Settings, *, until_idle: bool) -> int:
-    api_key = read_api_key(settings)
+    handed = take_handed_key(os.environ)
+    if handed is None:
+        api_key = read_api_key(settings)
+    else:
+        api_key = accepted_key(handed, "oxen.api_key_env", "the handed-over pipe")
+    sources = key_sources(settings, api_key)
+    if any(sources.reveals(name, value) for name, value in os.environ.items()):
+        # /proc/PID/environ shows the environment we started with, whatever we unset later.
+        reexec_without_key(sources, os.environ)
+    make_undumpable()
     check_folders(settings)
     # Held until this process ends: the kernel lets go of it however the process dies.
     hold_state_lock(settings.state_dir)

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 
 from dropreel.backoff import backoff_delay
 from dropreel.clock import process_clock
-from dropreel.config import Settings
+from dropreel.config import Settings, key_sources
 from dropreel.counters import Counters
 from dropreel.deliver import Downloader, write_manifest
 from dropreel.errors import DropreelError, ResultUrlRefused
@@ -52,7 +52,7 @@ class Completion:
         self._provider = provider
         self._counters = counters
         self._environ = environ
-        self._api_key = api_key
+        self._key_sources = key_sources(settings, api_key) if api_key is not None else None
         self._metrics = metrics
         self._to_hooks = to_hooks
         self._deliver_later = deliver_later
@@ -226,12 +226,7 @@ class Completion:
             await self._store.mark_hook_skipped(generation)
             return
         fields = hook_fields(job, generation)
-        env = hook_environment(
-            self._environ,
-            fields,
-            secret_names={self._settings.oxen.api_key_env},
-            secret_values={self._api_key.get_secret_value()} if self._api_key else set(),
-        )
+        env = hook_environment(self._environ, fields, self._key_sources)
         settings = self._settings.hooks
         self._counters.hooks_run += 1
         self._metrics.hook_starting(generation_id)

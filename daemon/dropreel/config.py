@@ -28,6 +28,8 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from dropreel.errors import ConfigError
+from dropreel.keyguard import KeySources, key_problem
+from dropreel.redact import remember_secret
 
 ENV_PREFIX = "DROPREEL_"
 CONFIG_ENV_VAR = "DROPREEL_CONFIG"
@@ -306,23 +308,46 @@ def load_settings(
 
 
 def read_api_key(settings: Settings, environ: Mapping[str, str] | None = None) -> SecretStr:
-    """The API key from the configured environment variable or file; never from the TOML."""
+    """The API key from the configured environment variable or file; never from the TOML.
+
+    A key that could not travel in an HTTP header is refused here, in words that never quote
+    it; a usable one is remembered as a secret to mask everywhere from now on.
+    """
     env = os.environ if environ is None else environ
     key_file = settings.oxen.api_key_file
     if key_file is not None:
         path = settings.resolve(key_file)
         try:
-            text = path.read_text(encoding="utf-8").strip()
+            raw = path.read_bytes()
         except OSError as exc:
             raise ConfigError("oxen.api_key_file", f"cannot read {path}: {exc.strerror}") from exc
+        where, text = ("oxen.api_key_file", f"{path}"), raw.decode("utf-8", "replace").strip()
+    else:
+        name = settings.oxen.api_key_env
+        text = env.get(name, "").strip()
         if not text:
-            raise ConfigError("oxen.api_key_file", f"{path} is empty")
-        return SecretStr(text)
-    value = env.get(settings.oxen.api_key_env, "").strip()
-    if not value:
-        raise ConfigError(
-            "oxen.api_key_env",
-            f"environment variable {settings.oxen.api_key_env} is not set "
-            "(or set oxen.api_key_file)",
-        )
-    return SecretStr(value)
+            raise ConfigError(
+                "oxen.api_key_env",
+                f"environment variable {name} is not set (or set oxen.api_key_file)",
+            )
+        where = ("oxen.api_key_env", f"environment variable {name}")
+    return accepted_key(text, *where)
+
+
+def accepted_key(text: str, key: str, where: str) -> SecretStr:
+    """`text` as the API key, if it can be one; `key` and `where` name its source."""
+    problem = key_problem(text)
+    if problem is not None:
+        raise ConfigError(key, f"the API key in {where} {problem}")
+    remember_secret(text)
+    return SecretStr(text)
+
+
+def key_sources(settings: Settings, key: SecretStr) -> KeySources:
+    """The key with where it was configured to come from."""
+    key_file = settings.oxen.api_key_file
+    return KeySources(
+        key=key.get_secret_value(),
+        env_name=settings.oxen.api_key_env,
+        file=settings.resolve(key_file) if key_file is not None else None,
+    )

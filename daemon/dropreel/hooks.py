@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
 
 from dropreel.deliver import generation_outcome
+from dropreel.keyguard import KeySources
 from dropreel.records import GenerationRow, JobRow
+from dropreel.redact import stored_text
 
 _OUTPUT_TAIL_BYTES = 2000
 
@@ -29,7 +31,7 @@ def hook_fields(job: JobRow, generation: GenerationRow) -> dict[str, str]:
         "DROPREEL_GENERATION_ID": generation.generation_id,
         "DROPREEL_STATUS": outcome,
         "DROPREEL_OUTPUT": output,
-        "DROPREEL_ERROR": (generation.error or "") if outcome != "succeeded" else "",
+        "DROPREEL_ERROR": stored_text(generation.error or "") if outcome != "succeeded" else "",
     }
 
 
@@ -40,19 +42,11 @@ def hook_stdin(fields: Mapping[str, str]) -> bytes:
 
 
 def hook_environment(
-    inherited: Mapping[str, str],
-    fields: Mapping[str, str],
-    *,
-    secret_names: Collection[str],
-    secret_values: Collection[str],
+    inherited: Mapping[str, str], fields: Mapping[str, str], key: KeySources | None
 ) -> dict[str, str]:
-    """The daemon's environment without any secret, plus the hook's fields."""
-    secrets = {v for v in secret_values if v}
-    env = {
-        k: v
-        for k, v in inherited.items()
-        if k not in secret_names and not any(s in v for s in secrets)
-    }
+    """The daemon's environment without anything that holds or locates the key, plus the
+    hook's fields."""
+    env = dict(inherited) if key is None else key.scrub(inherited)
     env.update(fields)
     return env
 

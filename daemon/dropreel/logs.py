@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from dropreel.redact import redact, stored_text
+
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 # syslog priorities, as journald stores them.
 _PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
@@ -55,6 +57,17 @@ def encode_journal(fields: Mapping[str, str]) -> bytes:
         else:
             out += key.encode() + b"=" + data + b"\n"
     return bytes(out)
+
+
+def mask_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Every value as text fit to log: the key masked wherever it hides, failure text bounded
+    (a traceback is kept whole)."""
+    for key, value in event.items():
+        if key == "exception":
+            event[key] = redact(str(value))
+        elif isinstance(value, str | BaseException):
+            event[key] = stored_text(str(value))
+    return event
 
 
 def _render_for_journal(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
@@ -118,6 +131,7 @@ def configure_logging(
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            mask_secrets,
             final,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level.lower(), 20)),

@@ -72,6 +72,9 @@ class SimulatorOptions:
     # A gateway in front of the provider: the next POSTs create their generations, then
     # are answered with these statuses (502, 504 ...) instead of the generations.
     fail_after_create: list[int] = field(default_factory=list)
+    # Error bodies and failure messages quote the request's Authorization header, as a
+    # gateway in debug mode does.
+    echo_credentials: bool = False
 
 
 @dataclass
@@ -226,9 +229,10 @@ class Simulator:
         scripted = self.options.fail_next.get(kind)
         if scripted:
             status, headers = scripted.pop(0)
-            return JSONResponse(
-                {"error": {"message": f"simulated {status}"}}, status, headers=headers
-            )
+            message = f"simulated {status}"
+            if self.options.echo_credentials:
+                message += f"; request had authorization: {request.headers.get('authorization')}"
+            return JSONResponse({"error": {"message": message}}, status, headers=headers)
         return None
 
     def _authorised(self, request: Request) -> bool:
@@ -356,6 +360,8 @@ class Simulator:
         if generation.will_fail:
             generation.status = "failed"
             generation.error = "simulated failure"
+            if self.options.echo_credentials:
+                generation.error += f"; request had authorization: Bearer {generation.owner}"
             data: dict[str, Any] = {
                 "generation_id": generation_id,
                 "status": "failed",

@@ -24,6 +24,7 @@ from dropreel.records import (
     generation_from,
     job_from,
 )
+from dropreel.redact import stored_text
 
 _Op = tuple[str, tuple[Any, ...]]
 
@@ -205,7 +206,7 @@ class Store:
     ) -> None:
         await db.execute(
             "INSERT INTO history (at, job_id, generation_id, what, detail) VALUES (?, ?, ?, ?, ?)",
-            (time.time(), job_id, generation_id, what, detail),
+            (time.time(), job_id, generation_id, what, stored_text(detail)),
         )
 
     # ---- jobs -------------------------------------------------------------------------
@@ -269,7 +270,7 @@ class Store:
                     kept_path,
                     stem,
                     JobState.FAILED,
-                    reason,
+                    stored_text(reason),
                     now,
                     now,
                     now,
@@ -294,7 +295,7 @@ class Store:
                 "UPDATE jobs SET state = ?, updated_at = ?, error = COALESCE(?, error),"
                 " kept_path = COALESCE(?, kept_path), finished_at = COALESCE(?, finished_at)"
                 " WHERE job_id = ?",
-                (state, now, error, kept_path, finished, job_id),
+                (state, now, stored_text(error), kept_path, finished, job_id),
             )
             await self._log(db, job_id, state.value, error)
 
@@ -349,7 +350,7 @@ class Store:
             cursor = await db.execute(
                 "UPDATE jobs SET state = ?, error = ?, updated_at = ?, finished_at = ?"
                 " WHERE job_id = ? AND state = ?",
-                (JobState.FAILED, reason, now, now, job_id, JobState.ACCEPTED),
+                (JobState.FAILED, stored_text(reason), now, now, job_id, JobState.ACCEPTED),
             )
             won = cursor.rowcount == 1
             if won:
@@ -537,7 +538,7 @@ class Store:
             await db.execute(
                 "UPDATE generations SET remote_status = ?, phase = ?, result_url = ?, error = ?,"
                 " completed_at = COALESCE(completed_at, ?) WHERE generation_id = ?",
-                (status, next_phase, result_url, error, time.time(), generation_id),
+                (status, next_phase, result_url, stored_text(error), time.time(), generation_id),
             )
             await self._log(
                 db,
@@ -586,7 +587,7 @@ class Store:
                     Phase.HOOKING,
                     output_path,
                     time.time() if at is None else at,
-                    error,
+                    stored_text(error),
                     generation.generation_id,
                 ),
             )
@@ -608,7 +609,7 @@ class Store:
                 " phase = ?, hooked_at = CASE WHEN ? IS NULL THEN ? ELSE hooked_at END"
                 " WHERE generation_id = ?",
                 (
-                    error,
+                    stored_text(error),
                     Phase.DONE if done else Phase.HOOKING,
                     error,
                     time.time(),

@@ -28,14 +28,16 @@ from dropreel.store import Store
 log = structlog.get_logger("dropreel.submitter")
 
 # Failures after which the provider provably created nothing: it said so (429, 503, a refused
-# key), or never heard us (no connection). Anything else once the request may have left —
-# another 5xx, a reset, a time-out, an answer we cannot read — is ambiguous.
+# key), or never heard us (no connection; a request we could not even encode). Anything else
+# once the request may have left — another 5xx, a reset, a time-out, an answer we cannot read —
+# is ambiguous.
 _NOT_CREATED = (
     RetryableProviderError,
     AuthRefused,
     httpx.ConnectError,
     httpx.ConnectTimeout,
     httpx.PoolTimeout,
+    httpx.LocalProtocolError,
 )
 
 

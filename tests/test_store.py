@@ -111,15 +111,6 @@ async def test_a_reader_sees_the_writers_commits(tmp_path: Path) -> None:
         assert [j.job_id for j in await reader.jobs()] == ["j1"]
 
 
-async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    with sqlite3.connect(path) as raw:
-        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(RuntimeError, match="schema version"):
-        async with Store.open(path):
-            pass
-
-
 async def test_only_one_claim_for_submission_wins(tmp_path: Path) -> None:
     async with Store.open(tmp_path / "db.sqlite3") as store:
         await claim(store)

@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydantic import SecretStr
 from dropreel import __version__, admin
 from dropreel.app import oxen_daemon
 from dropreel.config import Settings, accepted_key, key_sources, load_settings, read_api_key
-from dropreel.errors import CommandError, ConfigError, CopyRefused
+from dropreel.errors import CommandError, ConfigError, CopyRefused, StateError
 from dropreel.files import copy_into_folder, probe_folder
 from dropreel.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
 from dropreel.keyguard import make_undumpable, reexec_without_key, take_handed_key
@@ -25,6 +26,7 @@ from dropreel.layout import overlap_problem
 from dropreel.lock import AlreadyRunning, hold_state_lock
 from dropreel.logs import configure_logging
 from dropreel.notify import Notifier
+from dropreel.store import state_failure
 
 log = structlog.get_logger("dropreel.cli")
 
@@ -79,23 +81,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _simulate(args)
         settings = load_settings(args.config)
         configure_logging(settings.log.level, settings.log.format)
-        if args.command == "run":
-            return _run(settings, until_idle=args.until_idle)
-        if args.command == "submit":
-            return _submit(settings, args.files)
-        if args.command == "check-config":
-            healthy, lines = anyio.run(admin.check_config, settings)
-            print("\n".join(lines))
-            return 0 if healthy else 1
-        if args.command in _OPERATOR_COMMANDS:
-            print(anyio.run(_OPERATOR_COMMANDS[args.command], settings, args))
-            return 0
+        try:
+            return _command(settings, args)
+        except (sqlite3.Error, BaseExceptionGroup) as exc:
+            failure = state_failure(exc, settings.database_path)
+            if failure is None:
+                raise
+            log.error("the state database failed", error=failure.problem)
+            raise failure from None
     except ConfigError as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 2
-    except (CommandError, AlreadyRunning) as exc:
+    except (CommandError, AlreadyRunning, StateError) as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 1
+
+
+def _command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "run":
+        return _run(settings, until_idle=args.until_idle)
+    if args.command == "submit":
+        return _submit(settings, args.files)
+    if args.command == "check-config":
+        healthy, lines = anyio.run(admin.check_config, settings)
+        print("\n".join(lines))
+        return 0 if healthy else 1
+    if args.command in _OPERATOR_COMMANDS:
+        print(anyio.run(_OPERATOR_COMMANDS[args.command], settings, args))
+        return 0
     raise AssertionError(f"unhandled command {args.command}")
 
 

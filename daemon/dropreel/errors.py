@@ -18,6 +18,18 @@ class ConfigError(DropreelError):
         self.problem = problem
 
 
+class StateError(Exception):
+    """The state database cannot be used, with what to do about it.
+
+    Not a DropreelError: nothing that handles a provider's or a job's failure may swallow it.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"state database {path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
 class CommandError(DropreelError):
     """A command cannot do what was asked (no such job, wrong state); exit status 1."""
 

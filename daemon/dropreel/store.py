@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import aiosqlite
 import anyio
 
+from dropreel.errors import StateError
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
 from dropreel.records import (
     MIGRATIONS,
@@ -66,36 +67,55 @@ class Store:
     @classmethod
     @asynccontextmanager
     async def open(cls, path: Path, *, read_only: bool = False) -> AsyncIterator[Store]:
+        """The store in `path`, created or migrated as needed; StateError if it cannot be used."""
+        try:
+            store = await cls._connect(path, read_only)
+        except sqlite3.Error as exc:
+            raise StateError(path, state_problem(exc)) from None
+        try:
+            yield store
+        finally:
+            await store._db.close()
+
+    @classmethod
+    async def _connect(cls, path: Path, read_only: bool) -> Store:
         if read_only:
-            connection = await aiosqlite.connect(f"file:{path}?mode=ro", uri=True)
+            connection = await aiosqlite.connect(read_only_uri(path), uri=True)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = await aiosqlite.connect(path, isolation_level=None)
         try:
             connection.row_factory = aiosqlite.Row
             await connection.execute("PRAGMA busy_timeout = 5000")
+            store = cls(connection)
+            # Read before anything is written: a newer dropreel's database stays untouched.
+            version = await store._schema_version()
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    path,
+                    f"was written by a newer dropreel (schema {version}; this one knows "
+                    f"{SCHEMA_VERSION}): upgrade dropreel",
+                )
             if not read_only:
                 await connection.execute("PRAGMA journal_mode = WAL")
                 await connection.execute("PRAGMA synchronous = FULL")
                 await connection.execute("PRAGMA foreign_keys = ON")
-            store = cls(connection)
-            await store._migrate(read_only)
-            yield store
-        finally:
+            await store._migrate(version, read_only, path)
+        except BaseException:
             await connection.close()
+            raise
+        return store
 
-    async def _migrate(self, read_only: bool) -> None:
+    async def _schema_version(self) -> int:
         async with self._db.execute("PRAGMA user_version") as cursor:
             row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
+        return int(row[0]) if row else 0
+
+    async def _migrate(self, version: int, read_only: bool, path: Path) -> None:
         if version == SCHEMA_VERSION:
             return
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"the database has schema version {version}; this dropreel knows {SCHEMA_VERSION}"
-            )
         if read_only:
-            raise RuntimeError("the database has not been initialised yet (start the daemon once)")
+            raise StateError(path, "is not initialised yet: start the daemon once")
         async with self._direct_transaction() as db:
             if version == 0:
                 for statement in SCHEMA.split(";"):
@@ -630,3 +650,43 @@ class Store:
                 "UPDATE generations SET phase = ? WHERE generation_id = ?",
                 (Phase.DONE, generation.generation_id),
             )
+
+
+def read_only_uri(path: Path) -> str:
+    """A read-only SQLite URI for `path`: percent-encoded, so `#` and `?` stay in the path."""
+    return f"{path.absolute().as_uri()}?mode=ro"
+
+
+# What an operator can do about each SQLite failure, by its primary result code.
+_STATE_FIXES = {
+    "SQLITE_CORRUPT": "is damaged: restore it from a backup, or move it aside to start afresh",
+    "SQLITE_NOTADB": "is not a SQLite database: restore it, or move it aside to start afresh",
+    "SQLITE_READONLY": "is read-only: give dropreel's user write access to it and its folder",
+    "SQLITE_FULL": "cannot grow, the disk is full: free space and dropreel carries on",
+    "SQLITE_CANTOPEN": "cannot be opened: check that its folder exists and is writable",
+    "SQLITE_IOERR": "failed with an I/O error: check the disk",
+    "SQLITE_BUSY": "is locked by another program: close it",
+    "SQLITE_LOCKED": "is locked by another program: close it",
+    "SQLITE_PERM": "is not accessible: check its permissions",
+}
+
+
+def state_problem(exc: sqlite3.Error) -> str:
+    """What went wrong with the database and what to do, in words."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    primary = "_".join(name.split("_")[:2])
+    fix = _STATE_FIXES.get(primary)
+    return f"{fix} ({exc})" if fix else f"failed: {exc}"
+
+
+def state_failure(exc: BaseException, path: Path) -> StateError | None:
+    """The database failure behind `exc`, however deep in task groups, if that is what it is."""
+    if isinstance(exc, StateError):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return StateError(path, state_problem(exc))
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := state_failure(inner, path)) is not None:
+                return found
+    return None

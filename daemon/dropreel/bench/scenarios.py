@@ -20,6 +20,7 @@ from dropreel.bench.harness import (
 )
 from dropreel.bench.peer import PEER_KEY, run_peer
 from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel.store import read_only_uri
 
 RESULT_BYTES = 4 * 1024
 
@@ -47,7 +48,7 @@ def _held_simulator() -> Simulator:
 def _submitted(database: Path) -> int:
     if not database.exists():
         return 0
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+    with sqlite3.connect(read_only_uri(database), uri=True) as db:
         return int(db.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
 
 
@@ -231,7 +232,7 @@ def _seed_database(database: Path, generation_ids: list[str]) -> None:
 
 
 def _delivered(database: Path) -> int:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+    with sqlite3.connect(read_only_uri(database), uri=True) as db:
         return int(
             db.execute("SELECT COUNT(*) FROM generations WHERE phase = 'done'").fetchone()[0]
         )

@@ -4,7 +4,8 @@ import json
 import sys
 from pathlib import Path
 
-from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
+from dropreel.config import load_settings
+from dropreel.hooks import hook_environment, hook_fields, hook_problem, hook_stdin, run_hook
 from dropreel.keyguard import KeySources
 from dropreel.lifecycle import Phase, RemoteStatus
 from dropreel.records import GenerationRow
@@ -118,3 +119,32 @@ async def test_a_missing_hook_program_is_a_failure_not_a_crash(tmp_path: Path) -
 async def test_a_hook_that_ignores_stdin_is_fine() -> None:
     result = await run_hook(["/bin/true"], {}, b"x" * 1_000_000, timeout_s=30)
     assert result.ok, result.detail
+
+
+def test_a_hook_that_cannot_start_is_named_with_the_reason(tmp_path: Path) -> None:
+    script = tmp_path / "notify.sh"
+    script.write_text("#!/bin/sh\n")
+    assert (
+        hook_problem([str(script)], "/usr/bin:/bin") == f"{script} is not executable (chmod +x it)"
+    )
+    script.chmod(0o755)
+    assert hook_problem([str(script), "arg"], "/usr/bin:/bin") is None
+    assert (
+        hook_problem([str(tmp_path / "gone.sh")], None) == f"{tmp_path / 'gone.sh'} does not exist"
+    )
+    assert hook_problem([str(tmp_path)], None) == f"{tmp_path} is not a file"
+    assert hook_problem(["no-such-program-xyz"], "/usr/bin:/bin") == (
+        "'no-such-program-xyz' is not found on PATH (/usr/bin:/bin)"
+    )
+    assert hook_problem(["sh", "-c", "true"], "/usr/bin:/bin") is None
+    assert hook_problem([""], None) == "the program to run is empty"
+
+
+def test_a_relative_hook_program_resolves_against_the_config_folder(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "dropreel.toml"
+    config.parent.mkdir()
+    config.write_text('[hooks]\non_complete = ["./bin/notify.sh", "./arg"]\n')
+    settings = load_settings(config, environ={})
+    assert settings.hook_argv == (str(tmp_path / "etc" / "bin" / "notify.sh"), "./arg")
+    config.write_text('[hooks]\non_complete = ["notify-send", "done"]\n')
+    assert load_settings(config, environ={}).hook_argv == ("notify-send", "done")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from dropreel.cli import explained_failure
 from dropreel.errors import StateError
 from dropreel.records import SCHEMA_VERSION
 from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
-from dropreel.store import Store, state_failure
+from dropreel.store import Store
 
 from .daemon_harness import drop_job, write_config
 from .mounts import mounted, needs_root
@@ -57,13 +58,14 @@ async def test_a_state_path_with_hash_and_question_mark_opens_read_only(tmp_path
         assert await store.find_job("") == []
 
 
-def test_a_failure_deep_in_task_groups_is_found() -> None:
+def test_a_database_failure_deep_in_task_groups_is_explained() -> None:
     full = sqlite3.OperationalError("database or disk is full")
     full.sqlite_errorname = "SQLITE_FULL"
     nested = ExceptionGroup("outer", [ExceptionGroup("inner", [ValueError(), full])])
-    found = state_failure(nested, Path("/s/db"))
-    assert found is not None and "the disk is full: free space" in found.problem
-    assert state_failure(ExceptionGroup("x", [ValueError()]), Path("/s/db")) is None
+    found = explained_failure(nested, Path("/s/db"))
+    assert isinstance(found, StateError) and "the disk is full: free space" in found.problem
+    bug = ExceptionGroup("x", [ValueError()])
+    assert explained_failure(bug, Path("/s/db")) is bug
 
 
 @pytest.mark.e2e

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,12 +15,13 @@ import httpx
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
 from dropreel.files import lexists, link_no_clobber, probe_folder, stage_copy
+from dropreel.hooks import hook_problem
 from dropreel.layout import overlap_problem
 from dropreel.lifecycle import JobState, Phase
 from dropreel.naming import first_free
 from dropreel.oxen import OxenClient
 from dropreel.records import JobRow
-from dropreel.report import job_story, status_record, status_table
+from dropreel.report import job_story, json_line, status_record, status_table
 from dropreel.store import Store
 
 
@@ -47,7 +48,7 @@ async def status(settings: Settings, *, as_json: bool, width: int | None = None)
     async with _database(settings) as store:
         rows = [(job, await store.generations_of(job.job_id)) for job in await store.jobs()]
     if as_json:
-        return "\n".join(json.dumps(status_record(j, g), ensure_ascii=False) for j, g in rows)
+        return "\n".join(json_line(status_record(j, g)) for j, g in rows)
     return status_table(rows, now=time.time(), width=width) if rows else "no jobs yet"
 
 
@@ -184,6 +185,9 @@ async def check_config(settings: Settings) -> tuple[bool, list[str]]:
         verdict(False, ": ".join(overlapping))
     for key, folder in settings.folders().items():
         verdict(*_folder_verdict(key, folder))
+    if settings.hook_argv:
+        problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
+        verdict(problem is None, f"hooks.on_complete: {problem or settings.hook_argv[0]}")
     if api_key is None:
         verdict(False, "api and event stream: not checked without a key")
         return healthy, lines

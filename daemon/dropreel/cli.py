@@ -8,7 +8,7 @@ import shutil
 import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import anyio
@@ -20,13 +20,14 @@ from dropreel.app import oxen_daemon
 from dropreel.config import Settings, accepted_key, key_sources, load_settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, CopyRefused, StateError
 from dropreel.files import copy_into_folder, probe_folder
+from dropreel.hooks import hook_problem
 from dropreel.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
 from dropreel.keyguard import make_undumpable, reexec_without_key, take_handed_key
 from dropreel.layout import overlap_problem
 from dropreel.lock import AlreadyRunning, hold_state_lock
 from dropreel.logs import configure_logging
 from dropreel.notify import Notifier
-from dropreel.store import state_failure
+from dropreel.store import state_problem
 
 log = structlog.get_logger("dropreel.cli")
 
@@ -71,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        status = _main(argv)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (`| head`) has all it wanted; the rest has nowhere to go.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        # Ctrl-C where no handler of ours is installed (the simulator, start-up): just stop.
+        return 128 + signal.SIGINT
+    return status
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
@@ -84,17 +99,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _command(settings, args)
         except (sqlite3.Error, BaseExceptionGroup) as exc:
-            failure = state_failure(exc, settings.database_path)
-            if failure is None:
-                raise
-            log.error("the state database failed", error=failure.problem)
-            raise failure from None
+            raise explained_failure(exc, settings.database_path) from None
     except ConfigError as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 2
     except (CommandError, AlreadyRunning, StateError) as exc:
         print(f"dropreel: {exc}", file=sys.stderr)
         return 1
+
+
+def explained_failure(exc: BaseException, database: Path) -> BaseException:
+    """The failure behind `exc` that an operator can act on, however deep in task groups;
+    `exc` itself if there is none (a bug keeps its traceback)."""
+    for leaf in _leaves(exc):
+        if isinstance(leaf, ConfigError | CommandError | StateError | AlreadyRunning):
+            return leaf
+        if isinstance(leaf, sqlite3.Error):
+            return StateError(database, state_problem(leaf))
+    return exc
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def _command(settings: Settings, args: argparse.Namespace) -> int:
@@ -137,6 +167,14 @@ def check_folders(settings: Settings) -> None:
             raise ConfigError(key, problem)
 
 
+def check_hook(settings: Settings) -> None:
+    """Refuse a hook that could not be started: better now than at the first finished job."""
+    if settings.hook_argv:
+        problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
+        if problem is not None:
+            raise ConfigError("hooks.on_complete", problem)
+
+
 def _run(settings: Settings, *, until_idle: bool) -> int:
     handed = take_handed_key(os.environ)
     if handed is None:
@@ -149,6 +187,7 @@ def _run(settings: Settings, *, until_idle: bool) -> int:
         reexec_without_key(sources, os.environ)
     make_undumpable()
     check_folders(settings)
+    check_hook(settings)
     # Held until this process ends: the kernel lets go of it however the process dies.
     hold_state_lock(settings.state_dir)
     anyio.run(serve, settings, api_key, until_idle)

@@ -220,7 +220,7 @@ class Completion:
         if found is None or found[0].phase is not Phase.HOOKING:
             return
         generation, job = found
-        argv = self._settings.hooks.on_complete
+        argv = self._settings.hook_argv
         if not argv:
             self._metrics.hook_skipped(generation_id)
             await self._store.mark_hook_skipped(generation)

@@ -7,7 +7,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -136,8 +136,13 @@ class MetricsSettings(_Section):
 
 
 class LogSettings(_Section):
-    level: str = Field("info", pattern="^(debug|info|warning|error|critical)$")
-    format: str = Field("auto", pattern="^(auto|json|console|journald)$")
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    format: Literal["auto", "json", "console", "journald"] = "auto"
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -193,6 +198,15 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.resolve(self.paths.state)
+
+    @property
+    def hook_argv(self) -> tuple[str, ...]:
+        """hooks.on_complete, its program resolved like every other path when it names one
+        relatively (`./notify.sh`, `bin/notify`); a bare name is looked up on PATH."""
+        argv = self.hooks.on_complete
+        if not argv or "/" not in argv[0]:
+            return argv
+        return (str(self.resolve(Path(argv[0]))), *argv[1:])
 
     def folders(self) -> dict[str, Path]:
         """The folders dropreel works in, by their config keys."""
@@ -258,6 +272,9 @@ def _describe(error: ValidationError) -> ConfigError:
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
         return ConfigError(key, "unknown key (check the spelling; secrets never go in the file)")
+    given = first.get("input")
+    if isinstance(given, str | int | float) and first["type"] != "missing":
+        return ConfigError(key, f"{given!r} is not allowed: {first['msg']}")
     return ConfigError(key, first["msg"])
 
 

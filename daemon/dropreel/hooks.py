@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,25 @@ def hook_environment(
     env = dict(inherited) if key is None else key.scrub(inherited)
     env.update(fields)
     return env
+
+
+def hook_problem(argv: Sequence[str], search_path: str | None) -> str | None:
+    """Why this hook could not be started (told before any job needs it), or None."""
+    program = argv[0]
+    if not program:
+        return "the program to run is empty"
+    if "/" not in program:
+        if shutil.which(program, path=search_path) is None:
+            return f"{program!r} is not found on PATH ({search_path or 'unset'})"
+        return None
+    where = Path(program)
+    if not where.exists():
+        return f"{program} does not exist"
+    if not where.is_file():
+        return f"{program} is not a file"
+    if not os.access(where, os.X_OK):
+        return f"{program} is not executable (chmod +x it)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,30 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dropreel.deliver import generation_outcome, iso
 from dropreel.lifecycle import Phase
 from dropreel.records import GenerationRow, JobRow
+
+# Characters a terminal acts on rather than shows: C0 and C1 controls (escape sequences,
+# newlines, carriage returns) and the bidirectional overrides that reorder what is seen.
+_ACTED_ON = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# What JSON itself leaves raw of those (it escapes C0 already).
+_RAW_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every character a terminal would act on shown as its escape (`\\x1b`)."""
+    return _ACTED_ON.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
+
+
+def json_line(record: Mapping[str, Any]) -> str:
+    """One JSON object on one line, safe to print to a terminal, still plain JSON."""
+    text = json.dumps(record, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def generation_label(generation: GenerationRow) -> str:
@@ -71,25 +89,24 @@ def status_table(
     jobs: Sequence[tuple[JobRow, Sequence[GenerationRow]]], *, now: float, width: int | None = None
 ) -> str:
     """`dropreel status`: one row per job, oldest first."""
-    header = ("JOB", "STATE", "AGE", "NAME", "GENERATIONS", "OUTCOME")
+    header = ["JOB", "STATE", "AGE", "NAME", "GENERATIONS", "OUTCOME"]
     rows = [header]
     for job, generations in jobs:
         labels = ",".join(generation_label(g) for g in generations) or "-"
-        rows.append(
-            (
-                job.job_id,
-                job.state.value,
-                age(now - job.created_at),
-                job.stem,
-                labels,
-                outcome(job, generations),
-            )
-        )
+        cells = [
+            job.job_id,
+            job.state.value,
+            age(now - job.created_at),
+            job.stem,
+            labels,
+            outcome(job, generations),
+        ]
+        rows.append([terminal_safe(cell) for cell in cells])
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:
-        cells = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        line = "  ".join([*cells, row[-1]])
+        padded = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
+        line = "  ".join([*padded, row[-1]])
         lines.append(line if width is None or len(line) <= width else line[: width - 1] + "…")
     return "\n".join(lines)
 
@@ -127,7 +144,7 @@ def job_story(
     for at, generation_id, what, detail in history:
         about = f" [{generation_id}]" if generation_id else ""
         lines.append(f"  {iso(at)}  {what}{about}{': ' + detail if detail else ''}")
-    return "\n".join(lines)
+    return "\n".join(terminal_safe(line) for line in lines)
 
 
 def service_status(

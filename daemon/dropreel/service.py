@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from dropreel.completion import Completion
 from dropreel.config import Settings
 from dropreel.counters import Counters
-from dropreel.errors import DropreelError
+from dropreel.errors import ConfigError, DropreelError
 from dropreel.events import Ending, ReconnectPolicy, StreamHealth, run_session
 from dropreel.files import finish_failed_moves, settle_move, sweep_move_temps
 from dropreel.inbox import Inbox, InboxFolders
@@ -163,8 +163,15 @@ class Daemon:
         started = time.monotonic()
         inbox_stop = anyio.Event()
         if self.settings.metrics.port:
-            host = self.settings.metrics.host
-            port = self.metrics.serve(host, self.settings.metrics.port)
+            host, port = self.settings.metrics.host, self.settings.metrics.port
+            try:
+                port = self.metrics.serve(host, port)
+            except OSError as exc:
+                raise ConfigError(
+                    "metrics.port",
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+                    "port, or 0 to serve no metrics",
+                ) from None
             log.info("metrics served", url=f"http://{host}:{port}/metrics")
         try:
             await self._run_tasks(stop, inbox_stop, until_idle)

@@ -677,16 +677,3 @@ def state_problem(exc: sqlite3.Error) -> str:
     primary = "_".join(name.split("_")[:2])
     fix = _STATE_FIXES.get(primary)
     return f"{fix} ({exc})" if fix else f"failed: {exc}"
-
-
-def state_failure(exc: BaseException, path: Path) -> StateError | None:
-    """The database failure behind `exc`, however deep in task groups, if that is what it is."""
-    if isinstance(exc, StateError):
-        return exc
-    if isinstance(exc, sqlite3.Error):
-        return StateError(path, state_problem(exc))
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            if (found := state_failure(inner, path)) is not None:
-                return found
-    return None

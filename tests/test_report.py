@@ -1,0 +1,40 @@
+"""What `status` and `show` print: names and provider text never act on the terminal."""
+
+from __future__ import annotations
+
+import json
+
+from dropreel.lifecycle import JobState, Phase, RemoteStatus
+from dropreel.report import job_story, json_line, status_table, terminal_safe
+
+from .rows import generation_row, job_row
+
+HOSTILE = "clip\x1b]0;owned\x07\x1b[2J\r\nline\u202etxt.exe\x9b31m"
+
+
+def test_escapes_newlines_and_bidi_overrides_are_shown_not_obeyed() -> None:
+    assert terminal_safe(HOSTILE) == (
+        "clip\\x1b]0;owned\\x07\\x1b[2J\\r\\nline\\u202etxt.exe\\x9b31m"
+    )
+    assert terminal_safe("café 🎬 ok") == "café 🎬 ok"
+
+
+def test_status_and_show_print_no_raw_control_character() -> None:
+    job = job_row(stem=HOSTILE, source_name=HOSTILE, state=JobState.FAILED, error=HOSTILE)
+    generation = generation_row(
+        remote_status=RemoteStatus.FAILED, phase=Phase.DONE, error=HOSTILE, hook_error=HOSTILE
+    )
+    table = status_table([(job, [generation])], now=10.0)
+    story = job_story(job, [generation], [(5.0, "g1", "failed", HOSTILE)])
+    for shown in (table, story):
+        for line in shown.splitlines():
+            assert terminal_safe(line) == line
+    assert len(table.splitlines()) == 2, "one row per job, whatever the name holds"
+
+
+def test_json_lines_stay_json_and_carry_the_exact_text() -> None:
+    record = {"name": HOSTILE, "plain": "café"}
+    line = json_line(record)
+    assert terminal_safe(line) == line
+    assert "café" in line
+    assert json.loads(line) == record

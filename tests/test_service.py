@@ -4,11 +4,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
 import pytest
+import structlog
 
+import dropreel.service as service
 from dropreel.config import Settings
 from dropreel.lifecycle import JobState, Phase
 from dropreel.simulator import Simulator
@@ -360,3 +363,45 @@ async def test_a_claim_cut_short_by_a_crash_is_posted_exactly_once(
     await run_daemon(settings)
     assert simulator.count("enqueue") == 1
     assert "halfway.mp4" in outputs(tmp_path)
+
+
+class BreaksOnFirstDownload:
+    """A provider whose first download fails in a way nothing in dropreel foresees."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.broken = 0
+
+    def open_download(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.broken:
+            self.broken += 1
+            raise RuntimeError("a bug nobody foresaw")
+        return self._inner.open_download(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_an_unforeseen_failure_on_one_item_is_retried_not_fatal(
+    tmp_path: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "UNEXPECTED_FAILURE_RETRY_S", 0.1)
+    settings = settings_for(tmp_path, simulator)
+    (tmp_path / "inbox").mkdir()
+    (tmp_path / "inbox" / "a.txt").write_text("first")
+    (tmp_path / "inbox" / "b.txt").write_text("second")
+    wrappers: list[BreaksOnFirstDownload] = []
+
+    def wrap(inner: Any) -> BreaksOnFirstDownload:
+        wrappers.append(BreaksOnFirstDownload(inner))
+        return wrappers[0]
+
+    with structlog.testing.capture_logs() as logs:
+        await run_daemon(settings, provider_wrapper=wrap)
+    assert wrappers[0].broken == 1
+    assert sorted(p.name for p in (tmp_path / "outbox").glob("*.result.json")) == [
+        "a.result.json",
+        "b.result.json",
+    ]
+    failures = [e for e in logs if e["event"].startswith("unexpected failure")]
+    assert len(failures) == 1 and failures[0]["log_level"] == "error"

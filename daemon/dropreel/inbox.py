@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -238,6 +239,50 @@ class Inbox:
         log.warning("job file rejected", job_id=job_id, file=shown, reason=reason)
 
     async def watch(
+        self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float
+    ) -> None:
+        """Watch the inbox until `stop`, through any outage of the folder itself.
+
+        A folder that is removed, unmounted or made unreadable while we run is reported once,
+        made again if it is simply gone, and watched again every `rescan_interval_s`: the
+        rest of the daemon (delivery, hooks) carries on meanwhile.
+        """
+        failing = False
+        while not stop.is_set():
+            try:
+                await self._watch(
+                    stop, force_polling=force_polling, rescan_interval_s=rescan_interval_s
+                )
+                return
+            except OSError as exc:
+                if not failing:
+                    log.error(
+                        "the inbox cannot be read; trying again",
+                        inbox=str(self._folders.inbox),
+                        error=exc.strerror or str(exc),
+                        retry_every_s=rescan_interval_s,
+                    )
+                failing = True
+            with anyio.move_on_after(rescan_interval_s):
+                await stop.wait()
+            if stop.is_set():
+                return
+            with contextlib.suppress(OSError):
+                await anyio.to_thread.run_sync(
+                    lambda: self._folders.inbox.mkdir(parents=True, exist_ok=True)
+                )
+            if failing and await anyio.to_thread.run_sync(self._readable):
+                failing = False
+
+    def _readable(self) -> bool:
+        try:
+            self.waiting_names()
+        except OSError:
+            return False
+        log.info("the inbox can be read again", inbox=str(self._folders.inbox))
+        return True
+
+    async def _watch(
         self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float
     ) -> None:
         """Scan at start, on every change in the folder, and now and then to be sure."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from dropreel.completion import Completion
 from dropreel.config import Settings
 from dropreel.counters import Counters
-from dropreel.errors import ConfigError, DropreelError
+from dropreel.errors import ConfigError, DropreelError, StateError
 from dropreel.events import Ending, ReconnectPolicy, StreamHealth, run_session
 from dropreel.files import finish_failed_moves, settle_move, sweep_move_temps
 from dropreel.inbox import Inbox, InboxFolders
@@ -44,6 +45,10 @@ from dropreel.store import Store
 from dropreel.submitter import Submitter
 
 log = structlog.get_logger("dropreel.service")
+
+# Failures no single item explains: the daemon stops with one line (see cli).
+_FATAL = (sqlite3.Error, StateError, ConfigError)
+UNEXPECTED_FAILURE_RETRY_S = 60.0
 
 _UNFINISHED_JOB_STATES = (
     JobState.CLAIMING,
@@ -202,13 +207,28 @@ class Daemon:
             group.start_soon(self._run_poller)
             group.start_soon(self._enforce_deadlines)
             for _ in range(self.settings.submit.concurrency):
-                group.start_soon(self._worker, self._submit_recv.clone(), self.submitter.submit)
+                group.start_soon(
+                    self._worker,
+                    self._submit_recv.clone(),
+                    self._submit_send,
+                    self.submitter.submit,
+                )
             for _ in range(self.settings.delivery.concurrency):
                 group.start_soon(
-                    self._worker, self._deliver_recv.clone(), self.completion.deliver, True
+                    self._worker,
+                    self._deliver_recv.clone(),
+                    self._deliver_send,
+                    self.completion.deliver,
+                    True,
                 )
             for _ in range(self.settings.hooks.concurrency):
-                group.start_soon(self._worker, self._hook_recv.clone(), self.completion.hook, True)
+                group.start_soon(
+                    self._worker,
+                    self._hook_recv.clone(),
+                    self._hook_send,
+                    self.completion.hook,
+                    True,
+                )
             # The first stream attempt may hang up to its time-outs: a stop must not wait.
             await _first_of(self.health.first_attempt_done, stop)
             if stop.is_set():
@@ -291,6 +311,7 @@ class Daemon:
     async def _worker(
         self,
         items: MemoryObjectReceiveStream[str],
+        again: MemoryObjectSendStream[str],
         handle: Callable[[str], Awaitable[None]],
         finish_on_stop: bool = False,
     ) -> None:
@@ -302,6 +323,17 @@ class Daemon:
                 self._busy += counted
                 try:
                     await handle(item)
+                except _FATAL:
+                    raise
+                except Exception:
+                    # One item's unforeseen failure must not stop every other job, now or at
+                    # each restart. Its state is in the database; handling it again is safe.
+                    log.exception(
+                        "unexpected failure; this item is tried again later",
+                        item=item,
+                        retry_in_s=UNEXPECTED_FAILURE_RETRY_S,
+                    )
+                    self._later(again, item, UNEXPECTED_FAILURE_RETRY_S)
                 finally:
                     self._busy -= counted
                     if self._stopping and not self._busy:
@@ -377,7 +409,10 @@ class Daemon:
 
     async def is_idle(self) -> bool:
         """Nothing in the inbox, no job unfinished, no generation waiting for anything."""
-        names = await anyio.to_thread.run_sync(self.inbox.waiting_names)
+        try:
+            names = await anyio.to_thread.run_sync(self.inbox.waiting_names)
+        except OSError:
+            return False  # an inbox we cannot read may hold work: see Inbox.watch
         if names:
             return False
         jobs, phases = await self.store.counts()

@@ -218,7 +218,11 @@ def test_sigint_also_stops_cleanly(tmp_path: Path, sim: Simulator) -> None:
     [
         ("", {"OXEN_API_KEY": ""}, "oxen.api_key_env: environment variable OXEN_API_KEY"),
         ("[oxen]\napi_key_file = 'missing.key'\n", {}, "oxen.api_key_file: cannot read"),
-        ("[poll]\ninterval_s = 0\n", {}, "poll.interval_s: Input should be greater than 0"),
+        (
+            "[poll]\ninterval_s = 0\n",
+            {},
+            "poll.interval_s: 0 is not allowed: Input should be greater than 0",
+        ),
         ("[paths]\ninbox = '/proc/version'\n", {}, "paths.inbox"),
     ],
 )

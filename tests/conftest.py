@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from dropreel.app import oxen_daemon
 from dropreel.config import Settings, load_settings, toml_text
 from dropreel.service import Daemon
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 KEY = SecretStr("sk-test-key-123")
 

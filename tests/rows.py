@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.records import GenerationRow, JobRow
+from dropreel.state.records import GenerationRow, JobRow
 
 _JOB = JobRow(
     job_id="j1",

@@ -14,8 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
-from dropreel.store import Store
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 from .daemon_harness import write_config
 from .test_e2e import daemon_env, dropreel, wait_for

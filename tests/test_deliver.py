@@ -9,10 +9,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from dropreel.deliver import Downloader, manifest, temp_name, write_manifest
+from dropreel.delivery.download import Downloader, manifest, temp_name, write_manifest
 from dropreel.lifecycle import Phase, RemoteStatus
-from dropreel.oxen import OxenClient
-from dropreel.records import GenerationRow, JobRow
+from dropreel.providers.oxen.client import OxenClient
+from dropreel.state.records import GenerationRow, JobRow
 
 from .rows import generation_row, job_row
 

@@ -15,7 +15,7 @@ from typing import IO, Any
 
 import pytest
 
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 from .daemon_harness import KEY, drop_job, hook_argv, hook_lines, write_config
 

@@ -9,7 +9,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from dropreel.events import (
+from dropreel.lifecycle import Observation, RemoteStatus, Source
+from dropreel.providers.oxen.client import OxenClient
+from dropreel.tracking.stream import (
     Ending,
     ReconnectPolicy,
     SessionEnd,
@@ -17,9 +19,7 @@ from dropreel.events import (
     interpret,
     run_session,
 )
-from dropreel.lifecycle import Observation, RemoteStatus, Source
-from dropreel.oxen import OxenClient
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import until
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 from .daemon_harness import hook_argv, hook_lines, write_config
 from .test_e2e import daemon_env

@@ -13,8 +13,8 @@ import anyio
 import pytest
 
 from dropreel.lifecycle import JobState, Phase
-from dropreel.simulator import Simulator
-from dropreel.store import Store
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, hook_argv, hook_lines, run_daemon, settings_for, until
 

@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 from dropreel.config import load_settings
-from dropreel.hooks import hook_environment, hook_fields, hook_problem, hook_stdin, run_hook
-from dropreel.keyguard import KeySources
+from dropreel.hooks.run import hook_environment, hook_fields, hook_problem, hook_stdin, run_hook
 from dropreel.lifecycle import Phase, RemoteStatus
-from dropreel.records import GenerationRow
+from dropreel.ops.keyguard import KeySources
+from dropreel.state.records import GenerationRow
 
 from .rows import generation_row, job_row
 

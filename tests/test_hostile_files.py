@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from dropreel.lifecycle import JobState
-from dropreel.simulator import Simulator
-from dropreel.store import Store
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, run_daemon, settings_for
 

@@ -12,12 +12,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from dropreel.deliver import Downloader, temp_name, write_manifest
+from dropreel.delivery.download import Downloader, temp_name, write_manifest
 from dropreel.errors import RangeNotSatisfiable
-from dropreel.events import interpret
-from dropreel.oxen import OxenClient, parse_generation
-from dropreel.provider import RemoteGeneration
-from dropreel.simulator import Simulator
+from dropreel.providers.base import RemoteGeneration
+from dropreel.providers.oxen.client import OxenClient, parse_generation
+from dropreel.tracking.stream import interpret
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, hook_argv, hook_lines, run_daemon, settings_for, until
 from .mounts import mounted, needs_root

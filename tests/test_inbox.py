@@ -9,10 +9,10 @@ from pathlib import Path
 import anyio
 import pytest
 
-from dropreel.files import finish_failed_moves
-from dropreel.inbox import Inbox, InboxFolders
+from dropreel.fs.moves import finish_failed_moves
+from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import JobState
-from dropreel.store import Store
+from dropreel.state.store import Store
 
 
 class Dropbox:

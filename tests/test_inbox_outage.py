@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import structlog
 
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, run_daemon, settings_for, until
 

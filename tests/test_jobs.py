@@ -5,7 +5,12 @@ import json
 import pytest
 
 from dropreel.errors import JobFileRejected
-from dropreel.jobs import MAX_JOB_FILE_BYTES, is_candidate_name, is_ignored_name, parse_job_file
+from dropreel.intake.jobs import (
+    MAX_JOB_FILE_BYTES,
+    is_candidate_name,
+    is_ignored_name,
+    parse_job_file,
+)
 
 MODEL = "openai-sora-2-pro"
 

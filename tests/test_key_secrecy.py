@@ -15,10 +15,10 @@ import structlog
 
 from dropreel.config import load_settings, read_api_key
 from dropreel.errors import ConfigError
-from dropreel.keyguard import key_problem
-from dropreel.logs import configure_logging
-from dropreel.redact import MASK, forget_secrets, remember_secret, stored_text
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel.ops.keyguard import key_problem
+from dropreel.ops.logs import configure_logging
+from dropreel.ops.redact import MASK, forget_secrets, remember_secret, stored_text
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 from .daemon_harness import drop_job, write_config
 from .test_e2e import daemon_env, dropreel, start_daemon, wait_for
@@ -94,7 +94,7 @@ def test_stored_failure_text_is_masked_and_bounded() -> None:
 
 def test_the_running_daemon_cannot_dump_its_memory(tmp_path: Path) -> None:
     probe = (
-        "import ctypes; from dropreel.keyguard import make_undumpable; make_undumpable(); "
+        "import ctypes; from dropreel.ops.keyguard import make_undumpable; make_undumpable(); "
         "print(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))"  # PR_GET_DUMPABLE
     )
     done = subprocess.run(

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from dropreel.config import toml_text
-from dropreel.layout import overlap, overlap_problem
+from dropreel.fs.layout import overlap, overlap_problem
 
 from .test_e2e import dropreel
 

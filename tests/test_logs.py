@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from dropreel.logs import configure_logging, encode_journal, journal_fields, under_journald
+from dropreel.ops.logs import configure_logging, encode_journal, journal_fields, under_journald
 
 
 def decode_journal(data: bytes) -> dict[str, str]:

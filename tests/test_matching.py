@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dropreel.lifecycle import Observation, RemoteStatus, Source
-from dropreel.matching import Matcher
+from dropreel.tracking.matching import Matcher
 
 from .test_clock import Clocks
 

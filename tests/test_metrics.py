@@ -9,7 +9,7 @@ import anyio
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import run_daemon, settings_for, until
 

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-import dropreel.files as files
-from dropreel.files import (
+import dropreel.fs.moves as files
+from dropreel.fs.moves import (
     finish_failed_moves,
     move_durably,
     move_to_failed,
     settle_move,
     sweep_move_temps,
 )
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, run_daemon, settings_for
 from .mounts import mounted, needs_root

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dropreel.naming import (
+from dropreel.fs.naming import (
     displayable,
     error_sidecar_name,
     extension_for,

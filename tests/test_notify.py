@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dropreel.notify import Notifier
+from dropreel.ops.notify import Notifier
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dropreel.errors import (
     RetryableProviderError,
 )
 from dropreel.lifecycle import RemoteStatus
-from dropreel.oxen import OxenClient, error_message
+from dropreel.providers.oxen.client import OxenClient, error_message
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

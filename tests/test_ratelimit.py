@@ -3,7 +3,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from dropreel.ratelimit import RequestGate, TokenBucket
+from dropreel.providers.ratelimit import RequestGate, TokenBucket
 
 
 def test_a_full_bucket_lets_a_burst_through_then_spaces_requests_at_the_rate() -> None:

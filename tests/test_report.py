@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.report import job_story, json_line, status_table, terminal_safe
+from dropreel.ops.report import job_story, json_line, status_table, terminal_safe
 
 from .rows import generation_row, job_row
 

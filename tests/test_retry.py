@@ -11,8 +11,8 @@ import pytest
 
 from dropreel.config import Settings
 from dropreel.lifecycle import JobState
-from dropreel.simulator import Simulator
-from dropreel.store import Store
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import run_daemon, settings_for
 from .test_service import stranded_post

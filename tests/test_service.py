@@ -14,8 +14,8 @@ import structlog
 import dropreel.service as service
 from dropreel.config import Settings
 from dropreel.lifecycle import JobState, Phase
-from dropreel.simulator import Simulator
-from dropreel.store import Store
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import hook_argv, hook_lines, run_daemon, settings_for, until
 

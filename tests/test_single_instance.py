@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import write_config
 from .test_e2e import dropreel, start_daemon, wait_for

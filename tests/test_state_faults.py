@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from dropreel.cli import explained_failure
+from dropreel.cli.main import explained_failure
 from dropreel.errors import StateError
-from dropreel.records import SCHEMA_VERSION
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
-from dropreel.store import Store
+from dropreel.state.records import SCHEMA_VERSION
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 from .daemon_harness import drop_job, write_config
 from .mounts import mounted, needs_root

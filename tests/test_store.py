@@ -7,8 +7,8 @@ import anyio
 import pytest
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.records import SCHEMA_VERSION
-from dropreel.store import Store
+from dropreel.state.records import SCHEMA_VERSION
+from dropreel.state.store import Store
 
 
 async def claim(store: Store, job_id: str = "j1", stem: str = "cat") -> None:

@@ -11,10 +11,10 @@ import pytest
 from anyio.abc import SocketStream
 from pydantic import SecretStr
 
-from dropreel.events import Ending, StreamHealth, run_session
 from dropreel.lifecycle import Observation
-from dropreel.oxen import OxenClient
-from dropreel.streamguard import EventTooLarge, PendingBytes
+from dropreel.providers.oxen.client import OxenClient
+from dropreel.providers.streamguard import EventTooLarge, PendingBytes
+from dropreel.tracking.stream import Ending, StreamHealth, run_session
 
 
 def test_bytes_are_counted_from_the_end_of_the_last_event() -> None:

@@ -15,10 +15,10 @@ import pytest
 
 from dropreel.errors import AmbiguousAnswer, RetryableProviderError
 from dropreel.lifecycle import JobState
-from dropreel.oxen import raise_for_answer
-from dropreel.provider import RemoteGeneration
-from dropreel.simulator import Simulator
-from dropreel.store import Store
+from dropreel.providers.base import RemoteGeneration
+from dropreel.providers.oxen.client import raise_for_answer
+from dropreel.state.store import Store
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, run_daemon, settings_for
 

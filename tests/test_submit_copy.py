@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dropreel.errors import CopyRefused
-from dropreel.files import copy_into_folder
+from dropreel.fs.moves import copy_into_folder
 
 from .test_e2e import dropreel
 

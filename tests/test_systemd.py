@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, write_config
 from .test_e2e import daemon_env, start_daemon, wait_for

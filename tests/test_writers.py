@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import dropreel.inbox
-from dropreel.simulator import Simulator
-from dropreel.writers import StabilityWatch, open_for_writing
+import dropreel.intake.inbox
+from dropreel.intake.writers import StabilityWatch, open_for_writing
+from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import run_daemon, settings_for
 
@@ -78,7 +78,7 @@ async def test_where_the_kernel_cannot_tell_the_file_waits_until_it_is_stable(
     tmp_path: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A network filesystem: no leases. The stability rule is what protects the prompt."""
-    monkeypatch.setattr(dropreel.inbox, "open_for_writing", lambda fd: None)
+    monkeypatch.setattr(dropreel.intake.inbox, "open_for_writing", lambda fd: None)
     settings = settings_for(tmp_path, simulator, inbox={"stable_s": 2.0})
     settings.inbox_dir.mkdir(parents=True)
     writer = write_slowly(

@@ -1,3 +1,3 @@
-from dropreel.cli import main
+from dropreel.cli.main import main
 
 raise SystemExit(main())

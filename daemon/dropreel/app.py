@@ -9,12 +9,12 @@ import httpx
 from pydantic import SecretStr
 
 from dropreel.config import Settings
-from dropreel.notify import Notifier
-from dropreel.oxen import OxenClient
-from dropreel.provider import Provider
-from dropreel.ratelimit import RequestGate
+from dropreel.ops.notify import Notifier
+from dropreel.providers.base import Provider
+from dropreel.providers.oxen.client import OxenClient
+from dropreel.providers.ratelimit import RequestGate
 from dropreel.service import Daemon
-from dropreel.store import Store
+from dropreel.state.store import Store
 
 
 @asynccontextmanager

@@ -28,8 +28,8 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from dropreel.errors import ConfigError
-from dropreel.keyguard import KeySources, key_problem
-from dropreel.redact import remember_secret
+from dropreel.ops.keyguard import KeySources, key_problem
+from dropreel.ops.redact import remember_secret
 
 ENV_PREFIX = "DROPREEL_"
 CONFIG_ENV_VAR = "DROPREEL_CONFIG"

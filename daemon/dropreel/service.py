@@ -17,13 +17,11 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import SecretStr
 
-from dropreel.completion import Completion
 from dropreel.config import Settings
-from dropreel.counters import Counters
+from dropreel.delivery.completion import Completion
 from dropreel.errors import ConfigError, DropreelError, StateError
-from dropreel.events import Ending, ReconnectPolicy, StreamHealth, run_session
-from dropreel.files import finish_failed_moves, settle_move, sweep_move_temps
-from dropreel.inbox import Inbox, InboxFolders
+from dropreel.fs.moves import finish_failed_moves, settle_move, sweep_move_temps
+from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import (
     Finished,
     Ignore,
@@ -35,14 +33,16 @@ from dropreel.lifecycle import (
     StillRunning,
     decide,
 )
-from dropreel.matching import Matcher
-from dropreel.metrics import Metrics
-from dropreel.notify import Notifier
-from dropreel.poller import Reconciler, run_poller
-from dropreel.provider import EventFeed, Provider
-from dropreel.report import service_status
-from dropreel.store import Store
-from dropreel.submitter import Submitter
+from dropreel.ops.counters import Counters
+from dropreel.ops.metrics import Metrics
+from dropreel.ops.notify import Notifier
+from dropreel.ops.report import service_status
+from dropreel.providers.base import EventFeed, Provider
+from dropreel.state.store import Store
+from dropreel.submission.submitter import Submitter
+from dropreel.tracking.matching import Matcher
+from dropreel.tracking.poller import Reconciler, run_poller
+from dropreel.tracking.stream import Ending, ReconnectPolicy, StreamHealth, run_session
 
 log = structlog.get_logger("dropreel.service")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from dropreel.config import toml_text
-from dropreel.simulator import Simulator
+from dropreel_simulator.oxen import Simulator
 
 BENCH_KEY = "bench-dropreel-key"
 # Writes "<generation id> <epoch seconds>" as the hook runs; bash reads the clock itself

@@ -19,8 +19,8 @@ from dropreel.bench.harness import (
     write_config,
 )
 from dropreel.bench.peer import PEER_KEY, run_peer
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
-from dropreel.store import read_only_uri
+from dropreel.state.store import read_only_uri
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 RESULT_BYTES = 4 * 1024
 
@@ -197,7 +197,7 @@ def ingest_and_outage(
 
 def _seed_database(database: Path, generation_ids: list[str]) -> None:
     """A database holding one submitted job per generation, each still waiting."""
-    from dropreel.store import Store
+    from dropreel.state.store import Store
 
     async def create() -> None:
         async with Store.open(database):
@@ -241,7 +241,7 @@ def _delivered(database: Path) -> int:
 def match_cost_ns(pending: int, lookups: int = 200_000) -> float:
     """The in-memory match of an event to one of `pending` waiting generations."""
     from dropreel.lifecycle import Observation, RemoteStatus, Source
-    from dropreel.matching import Matcher
+    from dropreel.tracking.matching import Matcher
 
     matcher = Matcher()
     ids = [f"{n:032x}" for n in range(pending)]

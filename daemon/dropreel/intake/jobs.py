@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dropreel.errors import JobFileRejected
-from dropreel.jsonvalues import json_problem
+from dropreel.intake.jsonvalues import json_problem
 
 MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_NESTING = 32

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from dropreel.redact import redact, stored_text
+from dropreel.ops.redact import redact, stored_text
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
 # syslog priorities, as journald stores them.

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dropreel.provider import RemoteGeneration
+from dropreel.providers.base import RemoteGeneration
 
 # Fields that steer the queue rather than the model: not echoed on generation rows.
 _NOT_ECHOED = frozenset({"model", "num_generations", "target_namespace"})

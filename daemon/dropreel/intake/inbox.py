@@ -16,12 +16,17 @@ import structlog
 import watchfiles
 
 from dropreel.errors import JobFileRejected
-from dropreel.files import move_durably, move_to_failed
-from dropreel.jobs import MAX_JOB_FILE_BYTES, is_candidate_name, is_ignored_name, parse_job_file
+from dropreel.fs.moves import move_durably, move_to_failed
+from dropreel.fs.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
+from dropreel.intake.jobs import (
+    MAX_JOB_FILE_BYTES,
+    is_candidate_name,
+    is_ignored_name,
+    parse_job_file,
+)
+from dropreel.intake.writers import StabilityWatch, open_for_writing
 from dropreel.lifecycle import JobState
-from dropreel.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
-from dropreel.store import Store
-from dropreel.writers import StabilityWatch, open_for_writing
+from dropreel.state.store import Store
 
 log = structlog.get_logger("dropreel.inbox")
 

@@ -16,9 +16,9 @@ import structlog
 from dropreel.backoff import backoff_delay
 from dropreel.errors import AuthRefused, ProviderError
 from dropreel.lifecycle import Observation, RemoteStatus, Source
-from dropreel.provider import EventFeed
-from dropreel.redact import redact
-from dropreel.urls import usable_result_url
+from dropreel.ops.redact import redact
+from dropreel.providers.base import EventFeed
+from dropreel.providers.urls import usable_result_url
 
 COMPLETED_EVENT = "media_generation_completed"
 _MAX_ERROR_CHARS = 2000

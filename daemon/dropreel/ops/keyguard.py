@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from dropreel.redact import contains_secret
+from dropreel.ops.redact import contains_secret
 
 # Longer than any real key, and short enough to fit a pipe's buffer without a reader.
 MAX_KEY_CHARS = 4096

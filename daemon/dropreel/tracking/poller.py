@@ -10,9 +10,9 @@ import httpx
 import structlog
 
 from dropreel.errors import AuthRefused, DropreelError, GenerationUnknown
-from dropreel.events import StreamHealth
 from dropreel.lifecycle import Observation, RemoteStatus, Source
-from dropreel.provider import Provider
+from dropreel.providers.base import Provider
+from dropreel.tracking.stream import StreamHealth
 
 log = structlog.get_logger("dropreel.poller")
 

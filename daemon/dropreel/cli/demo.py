@@ -11,11 +11,11 @@ from pathlib import Path
 import anyio
 from pydantic import SecretStr
 
-from dropreel import admin
 from dropreel.app import oxen_daemon
+from dropreel.cli import admin
 from dropreel.config import Settings, load_settings, toml_text
-from dropreel.logs import configure_logging
-from dropreel.simulator import Simulator, SimulatorOptions, running_simulator
+from dropreel.ops.logs import configure_logging
+from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 # The demo's hook appends one line per completion: proof that hooks run, and what they get.
 _HOOK = (

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import structlog
 
-from dropreel.records import GenerationRow, JobRow
-from dropreel.report import job_summary
-from dropreel.store import Store
+from dropreel.ops.report import job_summary
+from dropreel.state.records import GenerationRow, JobRow
+from dropreel.state.store import Store
 
 log = structlog.get_logger("dropreel.jobs")
 

@@ -16,7 +16,8 @@ import anyio
 
 from dropreel.errors import StateError
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.records import (
+from dropreel.ops.redact import stored_text
+from dropreel.state.records import (
     MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -25,7 +26,6 @@ from dropreel.records import (
     generation_from,
     job_from,
 )
-from dropreel.redact import stored_text
 
 _Op = tuple[str, tuple[Any, ...]]
 

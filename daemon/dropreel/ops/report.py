@@ -7,9 +7,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dropreel.deliver import generation_outcome, iso
+from dropreel.delivery.download import generation_outcome, iso
 from dropreel.lifecycle import Phase
-from dropreel.records import GenerationRow, JobRow
+from dropreel.state.records import GenerationRow, JobRow
 
 # Characters a terminal acts on rather than shows: C0 and C1 controls (escape sequences,
 # newlines, carriage returns) and the bidirectional overrides that reorder what is seen.

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import anyio
 
-from dropreel.deliver import generation_outcome
-from dropreel.keyguard import KeySources
-from dropreel.records import GenerationRow, JobRow
-from dropreel.redact import stored_text
+from dropreel.delivery.download import generation_outcome
+from dropreel.ops.keyguard import KeySources
+from dropreel.ops.redact import stored_text
+from dropreel.state.records import GenerationRow, JobRow
 
 _OUTPUT_TAIL_BYTES = 2000
 

@@ -15,19 +15,20 @@ import anyio
 import structlog
 from pydantic import SecretStr
 
-from dropreel import __version__, admin
+from dropreel import __version__
 from dropreel.app import oxen_daemon
+from dropreel.cli import admin
 from dropreel.config import Settings, accepted_key, key_sources, load_settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, CopyRefused, StateError
-from dropreel.files import copy_into_folder, probe_folder
-from dropreel.hooks import hook_problem
-from dropreel.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
-from dropreel.keyguard import make_undumpable, reexec_without_key, take_handed_key
-from dropreel.layout import overlap_problem
-from dropreel.lock import AlreadyRunning, hold_state_lock
-from dropreel.logs import configure_logging
-from dropreel.notify import Notifier
-from dropreel.store import state_problem
+from dropreel.fs.layout import overlap_problem
+from dropreel.fs.moves import copy_into_folder, probe_folder
+from dropreel.hooks.run import hook_problem
+from dropreel.intake.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
+from dropreel.ops.keyguard import make_undumpable, reexec_without_key, take_handed_key
+from dropreel.ops.logs import configure_logging
+from dropreel.ops.notify import Notifier
+from dropreel.state.lock import AlreadyRunning, hold_state_lock
+from dropreel.state.store import state_problem
 
 log = structlog.get_logger("dropreel.cli")
 
@@ -89,7 +90,7 @@ def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
-            from dropreel.demo import run_demo
+            from dropreel.cli.demo import run_demo
 
             return run_demo()
         if args.command == "simulate":
@@ -237,7 +238,7 @@ def _submit(settings: Settings, files: Sequence[Path]) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from dropreel.simulator import Simulator, SimulatorOptions, bind_loopback, make_server
+    from dropreel_simulator.oxen import Simulator, SimulatorOptions, bind_loopback, make_server
 
     options = SimulatorOptions(
         complete_after_s=(args.complete_after, args.complete_after),

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from dropreel.counters import Counters
+from dropreel.ops.counters import Counters
 
 
 @dataclass(slots=True)

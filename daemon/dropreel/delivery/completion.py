@@ -14,16 +14,16 @@ from pydantic import SecretStr
 from dropreel.backoff import backoff_delay
 from dropreel.clock import process_clock
 from dropreel.config import Settings, key_sources
-from dropreel.counters import Counters
-from dropreel.deliver import Downloader, write_manifest
+from dropreel.delivery.download import Downloader, write_manifest
 from dropreel.errors import DropreelError, ResultUrlRefused
-from dropreel.hooks import hook_environment, hook_fields, hook_stdin, run_hook
-from dropreel.joblog import log_job_end
+from dropreel.hooks.run import hook_environment, hook_fields, hook_stdin, run_hook
 from dropreel.lifecycle import JobState, Phase, job_state_after_generations
-from dropreel.metrics import Metrics
-from dropreel.provider import Provider
-from dropreel.records import GenerationRow, JobRow, expected_generations
-from dropreel.store import Store
+from dropreel.ops.counters import Counters
+from dropreel.ops.joblog import log_job_end
+from dropreel.ops.metrics import Metrics
+from dropreel.providers.base import Provider
+from dropreel.state.records import GenerationRow, JobRow, expected_generations
+from dropreel.state.store import Store
 
 log = structlog.get_logger("dropreel.completion")
 

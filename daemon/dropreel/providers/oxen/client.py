@@ -25,10 +25,10 @@ from dropreel.errors import (
     RetryableProviderError,
 )
 from dropreel.lifecycle import RemoteStatus
-from dropreel.provider import RemoteGeneration
-from dropreel.redact import redact
-from dropreel.streamguard import BoundedStream
-from dropreel.urls import usable_result_url
+from dropreel.ops.redact import redact
+from dropreel.providers.base import RemoteGeneration
+from dropreel.providers.streamguard import BoundedStream
+from dropreel.providers.urls import usable_result_url
 
 _MAX_MESSAGE_CHARS = 500
 

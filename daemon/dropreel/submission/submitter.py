@@ -12,18 +12,18 @@ import structlog
 from dropreel.backoff import backoff_delay
 from dropreel.clock import process_clock
 from dropreel.config import Settings
-from dropreel.counters import Counters
 from dropreel.errors import AuthRefused, DropreelError, RequestRefused, RetryableProviderError
-from dropreel.events import StreamHealth
-from dropreel.files import move_to_failed
-from dropreel.joblog import log_job_end_from
+from dropreel.fs.moves import move_to_failed
 from dropreel.lifecycle import JobState, Observation
-from dropreel.matching import Matcher
-from dropreel.provider import Provider, RemoteGeneration
-from dropreel.records import JobRow
-from dropreel.redact import redact
-from dropreel.settle import Unsettled, settle_lost_post
-from dropreel.store import Store
+from dropreel.ops.counters import Counters
+from dropreel.ops.joblog import log_job_end_from
+from dropreel.ops.redact import redact
+from dropreel.providers.base import Provider, RemoteGeneration
+from dropreel.providers.oxen.settle import Unsettled, settle_lost_post
+from dropreel.state.records import JobRow
+from dropreel.state.store import Store
+from dropreel.tracking.matching import Matcher
+from dropreel.tracking.stream import StreamHealth
 
 log = structlog.get_logger("dropreel.submitter")
 

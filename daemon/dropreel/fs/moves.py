@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from dropreel.errors import CopyRefused
-from dropreel.naming import displayable, error_sidecar_name, first_free, printable
-from dropreel.redact import redact
+from dropreel.fs.naming import displayable, error_sidecar_name, first_free, printable
+from dropreel.ops.redact import redact
 
 
 def _no_op(_: str) -> None:

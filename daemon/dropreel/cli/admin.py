@@ -14,15 +14,15 @@ import httpx
 
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
-from dropreel.files import lexists, link_no_clobber, probe_folder, stage_copy
-from dropreel.hooks import hook_problem
-from dropreel.layout import overlap_problem
+from dropreel.fs.layout import overlap_problem
+from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, stage_copy
+from dropreel.fs.naming import first_free
+from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
-from dropreel.naming import first_free
-from dropreel.oxen import OxenClient
-from dropreel.records import JobRow
-from dropreel.report import job_story, json_line, status_record, status_table
-from dropreel.store import Store
+from dropreel.ops.report import job_story, json_line, status_record, status_table
+from dropreel.providers.oxen.client import OxenClient
+from dropreel.state.records import JobRow
+from dropreel.state.store import Store
 
 
 @asynccontextmanager

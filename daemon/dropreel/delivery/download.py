@@ -17,11 +17,11 @@ import anyio
 import httpx
 
 from dropreel.errors import MalformedAnswer, RangeNotSatisfiable
-from dropreel.files import link_no_clobber, same_content
+from dropreel.fs.moves import link_no_clobber, same_content
+from dropreel.fs.naming import extension_for, manifest_name, media_name
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
-from dropreel.naming import extension_for, manifest_name, media_name
-from dropreel.provider import Provider
-from dropreel.records import GenerationRow, JobRow
+from dropreel.providers.base import Provider
+from dropreel.state.records import GenerationRow, JobRow
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
 

@@ -1,0 +1,1 @@
+"""Commands: the argument parser, operator commands and the demo."""

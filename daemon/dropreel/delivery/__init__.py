@@ -1,0 +1,1 @@
+"""Delivery: download each result, place it, write the manifest, hand it to the hooks."""

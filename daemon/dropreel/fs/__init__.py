@@ -1,0 +1,1 @@
+"""The filesystem: moves that survive a crash on any mount, names that fit, folder layout."""

@@ -1,0 +1,1 @@
+"""Completion hooks: the command a user configured, its environment and its input."""

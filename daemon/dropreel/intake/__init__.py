@@ -1,0 +1,1 @@
+"""Intake: watch the inbox, read job files, claim them."""

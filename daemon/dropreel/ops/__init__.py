@@ -1,0 +1,1 @@
+"""Operations: logs, metrics, systemd notification, status reports, secrecy of the key."""

@@ -1,0 +1,1 @@
+"""Tracking: the push stream, polls, matching observations to pending generations."""

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 from pydantic import SecretStr
 
-from dropreel.app import oxen_daemon
+from dropreel.app import assembled_daemon
 from dropreel.config import Settings, load_settings, toml_text
 from dropreel.service import Daemon
 from dropreel_simulator.oxen import Simulator
@@ -71,7 +71,7 @@ async def run_daemon(
 ) -> Daemon:
     """Run a daemon until idle (or until `stop`), failing the test if it takes too long."""
     hook_environ = environ if environ is not None else {"PATH": "/usr/bin:/bin"}
-    async with oxen_daemon(
+    async with assembled_daemon(
         settings, KEY, environ=hook_environ, provider_wrapper=provider_wrapper
     ) as daemon:
         with anyio.fail_after(timeout_s):

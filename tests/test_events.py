@@ -11,12 +11,12 @@ from pydantic import SecretStr
 
 from dropreel.lifecycle import Observation, RemoteStatus, Source
 from dropreel.providers.oxen.client import OxenClient
+from dropreel.providers.oxen.events import interpret
 from dropreel.tracking.stream import (
     Ending,
     ReconnectPolicy,
     SessionEnd,
     StreamHealth,
-    interpret,
     run_session,
 )
 from dropreel_simulator.oxen import Simulator

@@ -64,11 +64,17 @@ def test_stdin_carries_the_same_facts_as_json() -> None:
 
 
 def test_neither_the_key_nor_where_it_lives_reaches_a_hook() -> None:
-    key = KeySources("sk-123456789", "OXEN_API_KEY", Path("/run/credentials/d/oxen-api-key"))
+    key = KeySources(
+        ("sk-123456789", "lf-987654321"),
+        ("OXEN_API_KEY", "LUMENFALL_API_KEY"),
+        (Path("/run/credentials/d/oxen-api-key"),),
+    )
     inherited = {
         "PATH": "/bin",
         "OXEN_API_KEY": "anything",
+        "LUMENFALL_API_KEY": "anything",
         "COPY": "x sk-123456789 y",
+        "OTHER": "lf-987654321",
         "CREDENTIALS_DIRECTORY": "/run/credentials/d",
         "DROPREEL_OXEN__API_KEY_FILE": "/run/credentials/d/oxen-api-key",
         "HOME": "/h",

@@ -16,7 +16,7 @@ from dropreel.delivery.download import Downloader, temp_name, write_manifest
 from dropreel.errors import RangeNotSatisfiable
 from dropreel.providers.base import RemoteGeneration
 from dropreel.providers.oxen.client import OxenClient, parse_generation
-from dropreel.tracking.stream import interpret
+from dropreel.providers.oxen.events import interpret
 from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, hook_argv, hook_lines, run_daemon, settings_for, until
@@ -69,8 +69,10 @@ class AsksForMore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._provider, name)
 
-    async def enqueue(self, body: Mapping[str, Any]) -> list[RemoteGeneration]:
-        made: list[RemoteGeneration] = await self._provider.enqueue({**body, "num_generations": 2})
+    async def enqueue(self, body: Mapping[str, Any], **options: Any) -> list[RemoteGeneration]:
+        made: list[RemoteGeneration] = await self._provider.enqueue(
+            {**body, "num_generations": 2}, **options
+        )
         return made
 
 
@@ -98,8 +100,8 @@ class AnswersTwice:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._provider, name)
 
-    async def enqueue(self, body: Mapping[str, Any]) -> list[RemoteGeneration]:
-        made: list[RemoteGeneration] = await self._provider.enqueue(body)
+    async def enqueue(self, body: Mapping[str, Any], **options: Any) -> list[RemoteGeneration]:
+        made: list[RemoteGeneration] = await self._provider.enqueue(body, **options)
         return made + made
 
 

@@ -31,9 +31,7 @@ class Dropbox:
         async def on_accepted(job_id: str) -> None:
             self.accepted.append(job_id)
 
-        self.inbox = Inbox(
-            self.folders, store, default_model="m", settle_s=0.0, on_accepted=on_accepted
-        )
+        self.inbox = Inbox(self.folders, store, routes="m", settle_s=0.0, on_accepted=on_accepted)
 
     def drop(self, name: str, data: bytes | str) -> Path:
         path = self.folders.inbox / name
@@ -147,7 +145,7 @@ async def test_a_file_still_being_written_is_left_to_settle(tmp_path: Path) -> N
         async def on_accepted(job_id: str) -> None:
             accepted.append(job_id)
 
-        inbox = Inbox(box.folders, store, default_model="m", settle_s=60, on_accepted=on_accepted)
+        inbox = Inbox(box.folders, store, routes="m", settle_s=60, on_accepted=on_accepted)
         path = box.drop("fresh.json", '{"prompt": ')
         assert await inbox.scan() is True
         assert path.exists() and accepted == []
@@ -194,7 +192,7 @@ async def test_a_file_arriving_just_after_the_first_scan_is_not_missed(tmp_path:
             accepted.append(job_id)
 
         inbox = ArrivesDuringStartUp(
-            box.folders, store, default_model="m", settle_s=0.0, on_accepted=on_accepted
+            box.folders, store, routes="m", settle_s=0.0, on_accepted=on_accepted
         )
         stop = anyio.Event()
         async with anyio.create_task_group() as group:

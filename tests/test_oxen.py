@@ -16,7 +16,8 @@ from dropreel.errors import (
     RetryableProviderError,
 )
 from dropreel.lifecycle import RemoteStatus
-from dropreel.providers.oxen.client import OxenClient, error_message
+from dropreel.providers.http import error_message
+from dropreel.providers.oxen.client import OxenClient
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -167,15 +168,21 @@ async def test_hostile_ids_stay_in_their_path_segment() -> None:
     ]
 
 
-async def test_list_active_keeps_only_active_ids() -> None:
+async def test_the_listing_says_only_which_of_ours_are_active() -> None:
     rows = [
         {"generation_id": "a", "status": "queued"},
         {"generation_id": "b", "status": "processing"},
         {"generation_id": "c", "status": "succeeded", "result_url": "u"},
+        {"generation_id": "not-ours", "status": "queued"},
     ]
-    active = client(lambda r: httpx.Response(200, json={"count": 3, "generations": rows}))
-    assert await active.list_active() == {"a", "b"}
-    assert await client(lambda r: httpx.Response(404)).list_active() is None
+    active = client(lambda r: httpx.Response(200, json={"count": 4, "generations": rows}))
+    listed = await active.listed({"a", "b", "c"})
+    assert listed is not None
+    assert {i: g.status for i, g in listed.items()} == {
+        "a": RemoteStatus.QUEUED,
+        "b": RemoteStatus.PROCESSING,
+    }
+    assert await client(lambda r: httpx.Response(404)).listed({"a"}) is None
 
 
 @pytest.mark.parametrize(

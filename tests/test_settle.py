@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from dropreel.lifecycle import RemoteStatus
-from dropreel.providers.base import RemoteGeneration
-from dropreel.providers.oxen.settle import Adopt, Unsettled, settle_lost_post
+from dropreel.providers.base import Adopt, RemoteGeneration, Unsettled
+from dropreel.providers.settle import settle_lost_post
 
 REQUEST = {"model": "sora", "prompt": "a fox", "seconds": "8", "num_generations": 2}
 POSTED_AT = 1_000_000.0

@@ -16,7 +16,7 @@ import pytest
 from dropreel.errors import AmbiguousAnswer, RetryableProviderError
 from dropreel.lifecycle import JobState
 from dropreel.providers.base import RemoteGeneration
-from dropreel.providers.oxen.client import raise_for_answer
+from dropreel.providers.http import raise_for_answer
 from dropreel.state.store import Store
 from dropreel_simulator.oxen import Simulator
 
@@ -73,8 +73,8 @@ class AnswerLost:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._provider, name)
 
-    async def enqueue(self, body: Mapping[str, Any]) -> list[RemoteGeneration]:
-        await self._provider.enqueue(body)
+    async def enqueue(self, body: Mapping[str, Any], **options: Any) -> list[RemoteGeneration]:
+        await self._provider.enqueue(body, **options)
         raise self._lost("the answer was lost on the way back")
 
 
@@ -97,8 +97,8 @@ class AnswersWithAnotherJobsGeneration:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._provider, name)
 
-    async def enqueue(self, body: Mapping[str, Any]) -> list[RemoteGeneration]:
-        created: list[RemoteGeneration] = await self._provider.enqueue(body)
+    async def enqueue(self, body: Mapping[str, Any], **options: Any) -> list[RemoteGeneration]:
+        created: list[RemoteGeneration] = await self._provider.enqueue(body, **options)
         if not self.first:
             self.first = created
             return created

@@ -17,6 +17,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -65,6 +66,49 @@ class OxenSettings(_Section):
         return None if value == "" else value
 
 
+ProviderKind = Literal["oxen", "openai-videos"]
+
+# What a provider section means when it does not say: by kind (see the README's providers).
+_KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "oxen": {
+        "base_url": "https://hub.oxen.ai",
+        "api_key_env": "OXEN_API_KEY",
+        "default_model": "openai-sora-2-pro",
+    },
+    "openai-videos": {
+        "base_url": "https://api.lumenfall.ai/openai/v1",
+        "api_key_env": "LUMENFALL_API_KEY",
+        "default_model": "sora-2-pro",
+    },
+}
+
+
+class ProviderSettings(OxenSettings):
+    """One `[providers.NAME]` section: `kind` picks the adapter."""
+
+    kind: ProviderKind = "oxen"
+    # Poll-only providers: how often their pending videos are looked at (a provider's
+    # `openai-poll-after-ms` may ask for less often, never more).
+    poll_interval_s: float = Field(5.0, gt=0)
+    # Providers that replay a create carrying the same key: a lost answer is resent, never
+    # parked. False falls back to settling from the listing, as for Oxen.
+    idempotency: bool = True
+    # The body field that carries the key as well as the Idempotency-Key header; "" for none.
+    idempotency_key_field: str = "idempotency_key"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: object) -> object:
+        if not isinstance(data, Mapping):
+            return data
+        kind = data.get("kind", "oxen")
+        return {**_KIND_DEFAULTS.get(kind, {}), **data}
+
+    @property
+    def supports_idempotency(self) -> bool:
+        return self.kind == "openai-videos" and self.idempotency
+
+
 class PathSettings(_Section):
     inbox: Path = Path("inbox")
     outbox: Path = Path("outbox")
@@ -109,6 +153,9 @@ class DeliverySettings(_Section):
 
 
 class JobSettings(_Section):
+    # Where a job goes unless its file names a provider; "" means `oxen` if configured,
+    # else the first provider.
+    provider: str = ""
     # A paid result is retried until this long after the job was accepted, then the job
     # fails with the reason; a generation the provider never finishes is cancelled then.
     deadline_s: float = Field(86_400.0, gt=0)
@@ -157,6 +204,7 @@ class Settings(BaseSettings):
     )
 
     oxen: OxenSettings = OxenSettings()
+    providers: dict[str, ProviderSettings] = Field(default_factory=dict)
     paths: PathSettings = PathSettings()
     inbox: InboxSettings = InboxSettings()
     submit: SubmitSettings = SubmitSettings()
@@ -171,6 +219,33 @@ class Settings(BaseSettings):
     # Not a user setting: the folder that relative paths resolve against.
     base_dir: Path = Path()
     config_file: Path | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_oxen_section(cls, data: object) -> object:
+        """The old top-level `[oxen]` means `[providers.oxen]` with `kind = "oxen"`."""
+        if not isinstance(data, Mapping):
+            return data
+        providers = dict(data.get("providers") or {})
+        legacy = data.get("oxen")
+        if (legacy is not None or not providers) and "oxen" not in providers:
+            values = legacy.model_dump() if isinstance(legacy, BaseModel) else dict(legacy or {})
+            providers["oxen"] = {**values, "kind": "oxen"}
+        return {**data, "providers": providers}
+
+    @property
+    def default_provider(self) -> str:
+        """The provider a job goes to unless its file names one."""
+        if self.jobs.provider:
+            return self.jobs.provider
+        return "oxen" if "oxen" in self.providers else next(iter(self.providers))
+
+    def provider_problem(self) -> tuple[str, str] | None:
+        """(key, problem) if the providers cannot be used as configured, else None."""
+        if self.jobs.provider and self.jobs.provider not in self.providers:
+            known = ", ".join(sorted(self.providers))
+            return "jobs.provider", f"{self.jobs.provider!r} is not a configured provider ({known})"
+        return None
 
     @property
     def rest_base(self) -> str:
@@ -319,36 +394,63 @@ def load_settings(
             )
 
     try:
-        return _Layered()
+        settings = _Layered()
     except ValidationError as exc:
         raise _describe(exc) from None
+    problem = settings.provider_problem()
+    if problem is not None:
+        raise ConfigError(*problem)
+    return settings
 
 
-def read_api_key(settings: Settings, environ: Mapping[str, str] | None = None) -> SecretStr:
-    """The API key from the configured environment variable or file; never from the TOML.
+def key_prefix(settings: Settings, name: str) -> str:
+    """The config keys of provider `name`, as a person wrote them (`oxen.` for the old section)."""
+    return (
+        "oxen"
+        if name == "oxen" and settings.providers[name].kind == "oxen"
+        else (f"providers.{name}")
+    )
+
+
+def read_api_key(
+    settings: Settings, environ: Mapping[str, str] | None = None, name: str | None = None
+) -> SecretStr:
+    """A provider's API key (the default provider's unless named) from its configured
+    environment variable or file; never from the TOML.
 
     A key that could not travel in an HTTP header is refused here, in words that never quote
     it; a usable one is remembered as a secret to mask everywhere from now on.
     """
     env = os.environ if environ is None else environ
-    key_file = settings.oxen.api_key_file
-    if key_file is not None:
-        path = settings.resolve(key_file)
+    name = name or settings.default_provider
+    provider = settings.providers[name]
+    prefix = key_prefix(settings, name)
+    if provider.api_key_file is not None:
+        path = settings.resolve(provider.api_key_file)
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise ConfigError("oxen.api_key_file", f"cannot read {path}: {exc.strerror}") from exc
-        where, text = ("oxen.api_key_file", f"{path}"), raw.decode("utf-8", "replace").strip()
+            raise ConfigError(
+                f"{prefix}.api_key_file", f"cannot read {path}: {exc.strerror}"
+            ) from exc
+        where, text = (f"{prefix}.api_key_file", f"{path}"), raw.decode("utf-8", "replace").strip()
     else:
-        name = settings.oxen.api_key_env
-        text = env.get(name, "").strip()
+        variable = provider.api_key_env
+        text = env.get(variable, "").strip()
         if not text:
             raise ConfigError(
-                "oxen.api_key_env",
-                f"environment variable {name} is not set (or set oxen.api_key_file)",
+                f"{prefix}.api_key_env",
+                f"environment variable {variable} is not set (or set {prefix}.api_key_file)",
             )
-        where = ("oxen.api_key_env", f"environment variable {name}")
+        where = (f"{prefix}.api_key_env", f"environment variable {variable}")
     return accepted_key(text, *where)
+
+
+def read_api_keys(
+    settings: Settings, environ: Mapping[str, str] | None = None
+) -> dict[str, SecretStr]:
+    """Every configured provider's key, by provider name."""
+    return {name: read_api_key(settings, environ, name) for name in settings.providers}
 
 
 def accepted_key(text: str, key: str, where: str) -> SecretStr:
@@ -360,11 +462,11 @@ def accepted_key(text: str, key: str, where: str) -> SecretStr:
     return SecretStr(text)
 
 
-def key_sources(settings: Settings, key: SecretStr) -> KeySources:
-    """The key with where it was configured to come from."""
-    key_file = settings.oxen.api_key_file
+def key_sources(settings: Settings, keys: Mapping[str, SecretStr]) -> KeySources:
+    """The keys with where each was configured to come from."""
+    providers = settings.providers.values()
     return KeySources(
-        key=key.get_secret_value(),
-        env_name=settings.oxen.api_key_env,
-        file=settings.resolve(key_file) if key_file is not None else None,
+        keys=tuple(k.get_secret_value() for k in keys.values()),
+        env_names=tuple(p.api_key_env for p in providers),
+        files=tuple(settings.resolve(p.api_key_file) for p in providers if p.api_key_file),
     )

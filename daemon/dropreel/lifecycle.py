@@ -52,6 +52,15 @@ class Source(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """How far along a generation is and what it costs, where the provider says."""
+
+    percent: int | None = None
+    cost_usd: float | None = None
+    cost_is_estimate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What we learnt about one generation, from the event stream or from REST."""
 
@@ -60,6 +69,7 @@ class Observation:
     source: Source
     result_url: str | None = None
     error: str | None = None
+    progress: Progress | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +114,7 @@ def decide(phase: Phase, status: RemoteStatus, observed: Observation) -> Decisio
             return Finished(RemoteStatus.SUCCEEDED, Phase.DOWNLOADING, observed.result_url, None)
         return Ignore(f"already {phase.value}")
     if not observed.status.is_terminal:
-        if observed.status is status:
+        if observed.status is status and observed.progress is None:
             return Ignore("no change")
         return StillRunning(observed.status)
     if observed.status is RemoteStatus.SUCCEEDED:

@@ -1,4 +1,5 @@
-"""The daemon: recovery at start, then inbox, submitters, stream, poller, delivery and hooks."""
+"""The daemon: recovery at start, then inbox, submitters, each provider's tracking,
+delivery and hooks."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from dropreel.delivery.completion import Completion
 from dropreel.errors import ConfigError, DropreelError, StateError
 from dropreel.fs.moves import finish_failed_moves, settle_move, sweep_move_temps
 from dropreel.intake.inbox import Inbox, InboxFolders
+from dropreel.intake.jobs import Routes
 from dropreel.lifecycle import (
     Finished,
     Ignore,
@@ -37,12 +39,12 @@ from dropreel.ops.counters import Counters
 from dropreel.ops.metrics import Metrics
 from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
-from dropreel.providers.base import EventFeed, Provider
+from dropreel.providers.base import Provider
+from dropreel.providers.registry import Connected
 from dropreel.state.store import Store
 from dropreel.submission.submitter import Submitter
 from dropreel.tracking.matching import Matcher
-from dropreel.tracking.poller import Reconciler, run_poller
-from dropreel.tracking.stream import Ending, ReconnectPolicy, StreamHealth, run_session
+from dropreel.tracking.tracker import Tracker
 
 log = structlog.get_logger("dropreel.service")
 
@@ -61,6 +63,13 @@ _UNFINISHED_JOB_STATES = (
 def _queue() -> tuple[MemoryObjectSendStream[str], MemoryObjectReceiveStream[str]]:
     # Unbounded: everything queued is also in the database, and the event path must never block.
     return anyio.create_memory_object_stream[str](math.inf)
+
+
+async def _all_of(events: list[anyio.Event], done: anyio.Event) -> None:
+    """Set `done` once every one of `events` is set."""
+    for event in events:
+        await event.wait()
+    done.set()
 
 
 async def _first_of(*events: anyio.Event) -> None:
@@ -82,20 +91,20 @@ class Daemon:
         self,
         settings: Settings,
         store: Store,
-        provider: Provider,
-        feed: EventFeed | None,
+        providers: Mapping[str, Connected],
         *,
-        api_key: SecretStr | None = None,
+        api_keys: Mapping[str, SecretStr] | None = None,
         environ: Mapping[str, str] | None = None,
         notifier: Notifier | None = None,
-        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.provider = provider
-        self.feed = feed
+        self.providers: dict[str, Provider] = {n: c.provider for n, c in providers.items()}
         self.matcher = Matcher()
-        self.health = StreamHealth()
+        self.trackers = {
+            name: Tracker(name, connected, self.matcher, self.observe, settings)
+            for name, connected in providers.items()
+        }
         self.counters = Counters()
         self.ready = anyio.Event()
         self._submit_send, self._submit_recv = _queue()
@@ -111,28 +120,20 @@ class Daemon:
         )
         self.metrics = Metrics(self.counters, self._live_figures)
         self.submitter = Submitter(
-            settings,
-            store,
-            provider,
-            self.matcher,
-            self.health,
-            self.counters,
-            self.observe,
-            wait_turn=wait_turn,
+            settings, store, self.trackers, self.matcher, self.counters, self.observe
         )
         self.completion = Completion(
             settings,
             store,
-            provider,
+            self.providers,
             self.counters,
             environ=os.environ if environ is None else environ,
-            api_key=api_key,
+            api_keys=api_keys,
             metrics=self.metrics,
             to_hooks=self._hook_send.send,
             deliver_later=lambda item, delay: self._later(self._deliver_send, item, delay),
             hook_later=lambda item, delay: self._later(self._hook_send, item, delay),
         )
-        self.reconciler = Reconciler(provider, lambda: list(self.matcher.pending), self.observe)
         self.inbox = Inbox(
             InboxFolders(
                 inbox=settings.inbox_dir,
@@ -141,7 +142,10 @@ class Daemon:
                 outbox=settings.outbox_dir,
             ),
             store,
-            default_model=settings.oxen.default_model,
+            routes=Routes(
+                {n: settings.providers[n].default_model for n in providers},
+                settings.default_provider,
+            ),
             settle_s=settings.inbox.settle_s,
             on_accepted=self._submit_send.send,
             stable_s=settings.inbox.stable_s,
@@ -188,8 +192,8 @@ class Daemon:
             "stopped",
             uptime_s=round(time.monotonic() - started, 3),
             waiting=len(self.matcher.pending),
-            stream_connects=self.health.connects,
-            reconcile_rounds=self.reconciler.rounds,
+            stream_connects=sum(t.health.connects for t in self.trackers.values()),
+            reconcile_rounds=sum(t.reconciler.rounds for t in self.trackers.values()),
             **asdict(self.counters),
         )
         return self.counters
@@ -200,11 +204,14 @@ class Daemon:
         async with anyio.create_task_group() as group:
             self._group = group
             await self._recover()
-            if self.feed is not None:
-                group.start_soon(self._supervise_stream, self.feed)
-            else:
-                self.health.first_attempt_done.set()
-            group.start_soon(self._run_poller)
+            for tracker in self.trackers.values():
+                group.start_soon(tracker.run)
+            first_attempts = anyio.Event()
+            group.start_soon(
+                _all_of,
+                [t.health.first_attempt_done for t in self.trackers.values()],
+                first_attempts,
+            )
             group.start_soon(self._enforce_deadlines)
             for _ in range(self.settings.submit.concurrency):
                 group.start_soon(
@@ -230,7 +237,7 @@ class Daemon:
                     True,
                 )
             # The first stream attempt may hang up to its time-outs: a stop must not wait.
-            await _first_of(self.health.first_attempt_done, stop)
+            await _first_of(first_attempts, stop)
             if stop.is_set():
                 await self._wind_down(inbox_stop)
                 group.cancel_scope.cancel()
@@ -241,7 +248,7 @@ class Daemon:
             self.ready.set()
             self.notifier.ready(await self.status_line())
             group.start_soon(self._heartbeat)
-            log.info("ready", inbox=str(self.settings.inbox_dir), stream=self.health.up)
+            log.info("ready", inbox=str(self.settings.inbox_dir), stream=self._streams_up())
             if until_idle:
                 group.start_soon(self._stop_when_idle, stop)
             await stop.wait()
@@ -261,12 +268,18 @@ class Daemon:
         if grace.cancelled_caught:
             log.warning("grace period over; the rest resumes at the next start", left=self._busy)
 
+    def _streams_up(self) -> bool | None:
+        """Whether every push stream is up; None if no provider pushes."""
+        pushing = [t.health.up for t in self.trackers.values() if t.pushes]
+        return all(pushing) if pushing else None
+
     def _live_figures(self) -> dict[str, float]:
+        trackers = self.trackers.values()
         return {
-            "events_received": self.health.events_received,
-            "stream_connects": self.health.connects,
-            "polls": self.reconciler.requests,
-            "stream_up": 1.0 if self.health.up else 0.0,
+            "events_received": sum(t.health.events_received for t in trackers),
+            "stream_connects": sum(t.health.connects for t in trackers),
+            "polls": sum(t.reconciler.requests for t in trackers),
+            "stream_up": 1.0 if self._streams_up() else 0.0,
             "waiting": len(self.matcher.pending),
         }
 
@@ -276,7 +289,7 @@ class Daemon:
         self.metrics.snapshot.jobs_by_state = jobs
         self.metrics.snapshot.generations_by_phase = phases
         return service_status(
-            stream_up=self.health.up,
+            stream_up=self._streams_up(),
             waiting=len(self.matcher.pending),
             downloading=phases.get(Phase.DOWNLOADING, 0),
             hooking=phases.get(Phase.HOOKING, 0),
@@ -295,7 +308,8 @@ class Daemon:
             requested = await self.store.reconcile_requested_at()
             if requested > seen_request:
                 seen_request = requested
-                self.health.request_reconcile()
+                for tracker in self.trackers.values():
+                    tracker.health.request_reconcile()
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
@@ -346,27 +360,6 @@ class Daemon:
             rescan_interval_s=self.settings.inbox.rescan_interval_s,
         )
 
-    async def _run_poller(self) -> None:
-        await run_poller(self.health, self.reconciler, interval_s=self.settings.poll.interval_s)
-
-    async def _supervise_stream(self, feed: EventFeed) -> None:
-        settings = self.settings.events
-        policy = ReconnectPolicy(
-            initial_s=settings.reconnect_initial_s,
-            max_s=settings.reconnect_max_s,
-            stable_after_s=settings.stable_after_s,
-        )
-        while True:
-            end = await run_session(feed, self.health, self.observe)
-            delay = policy.delay_after(end)
-            (log.error if end.ending is Ending.AUTH_REFUSED else log.warning)(
-                "stream down",
-                ending=end.ending.value,
-                detail=end.detail,
-                retry_in_s=round(delay, 2),
-            )
-            await anyio.sleep(delay)
-
     async def _enforce_deadlines(self) -> None:
         """Generations still waiting past their job's deadline: look once more, then give up."""
         deadline_s = self.settings.jobs.deadline_s
@@ -376,8 +369,12 @@ class Daemon:
                 await self._give_up_waiting(generation_id, deadline_s)
 
     async def _give_up_waiting(self, generation_id: str, deadline_s: float) -> None:
+        pending = self.matcher.pending.get(generation_id)
+        if pending is None:
+            return
+        provider = self.providers[pending.provider]
         try:
-            remote = await self.provider.get(generation_id)
+            remote = await provider.get(generation_id)
         except (httpx.HTTPError, DropreelError):
             remote = None
         if remote is not None and remote.status.is_terminal:
@@ -388,7 +385,7 @@ class Daemon:
             )
             return
         try:
-            await self.provider.cancel(generation_id)
+            await provider.cancel(generation_id)
             cancelled = "cancelled at the provider"
         except (httpx.HTTPError, DropreelError) as exc:
             cancelled = f"cancelling it failed: {exc}"
@@ -434,9 +431,18 @@ class Daemon:
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self._submit_send.send(job.job_id)
         self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
-        for generation_id, job_id, status, accepted_at in await self.store.waiting_generations():
+        for (
+            generation_id,
+            job_id,
+            status,
+            accepted_at,
+            provider,
+        ) in await self.store.waiting_generations():
             self.matcher.register(
-                job_id, [(generation_id, RemoteStatus(status))], enqueued_at=accepted_at
+                job_id,
+                [(generation_id, RemoteStatus(status))],
+                enqueued_at=accepted_at,
+                provider=provider,
             )
         for generation in await self.store.generations_in(Phase.DOWNLOADING):
             await self._deliver_send.send(generation.generation_id)
@@ -472,7 +478,9 @@ class Daemon:
             return
         if isinstance(decision, StillRunning):
             waiting.status = decision.status
-            await self.store.update_remote_status(observed.generation_id, decision.status)
+            await self.store.update_remote_status(
+                observed.generation_id, decision.status, observed.progress
+            )
             return
         assert isinstance(decision, Finished)
         # Forget first, synchronously: a duplicate event or a racing poll now finds nothing.
@@ -497,6 +505,7 @@ class Daemon:
             result_url=decision.result_url,
             error=decision.error,
             source=observed.source.value,
+            progress=observed.progress,
         )
         log.info(
             "generation finished",

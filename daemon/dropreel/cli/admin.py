@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+from pydantic import SecretStr
 
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
@@ -20,7 +21,7 @@ from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
 from dropreel.ops.report import job_story, json_line, status_record, status_table
-from dropreel.providers.oxen.client import OxenClient
+from dropreel.providers.registry import Connected, api_prefix, connected_providers
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
 
@@ -136,14 +137,14 @@ async def cancel(settings: Settings, prefix: str) -> str:
             raise CommandError(
                 f"job {job.job_id} is {job.state.value} with nothing waiting at the provider"
             )
-        api_key = read_api_key(settings)
-        async with httpx.AsyncClient(timeout=_timeout(settings)) as http:
-            client = OxenClient(
-                http, base_url=str(settings.oxen.base_url), api_key=api_key, idle_timeout_s=1.0
-            )
+        api_key = read_api_key(settings, name=job.provider)
+        async with connected_providers(settings, {job.provider: api_key}, only=job.provider) as (
+            providers
+        ):
+            provider = providers[job.provider].provider
             for generation in waiting:
                 try:
-                    await client.cancel(generation.generation_id)
+                    await provider.cancel(generation.generation_id)
                 except (httpx.HTTPError, DropreelError) as exc:
                     raise CommandError(
                         f"cancelling {generation.generation_id} failed: {exc}"
@@ -159,12 +160,9 @@ async def cancel(settings: Settings, prefix: str) -> str:
     )
 
 
-def _timeout(settings: Settings) -> httpx.Timeout:
-    return httpx.Timeout(settings.oxen.read_timeout_s, connect=settings.oxen.connect_timeout_s)
-
-
 async def check_config(settings: Settings) -> tuple[bool, list[str]]:
-    """Each check with its verdict: config, key, folders, the API and the event stream."""
+    """Each check with its verdict: config, keys, folders, and each provider's API and
+    event stream."""
     lines = [f"ok    config: {settings.config_file or 'no file; defaults and environment'}"]
     healthy = True
 
@@ -173,13 +171,16 @@ async def check_config(settings: Settings) -> tuple[bool, list[str]]:
         healthy &= ok
         lines.append(f"{'ok  ' if ok else 'FAIL'}  {what}")
 
-    try:
-        api_key = read_api_key(settings)
-        source = settings.oxen.api_key_file or f"${settings.oxen.api_key_env}"
-        verdict(True, f"api key: present (from {source})")
-    except ConfigError as exc:
-        verdict(False, f"api key: {exc.problem}")
-        api_key = None
+    keys: dict[str, SecretStr] = {}
+    several = len(settings.providers) > 1
+    for name, config in settings.providers.items():
+        label = f" ({name})" if several else ""
+        try:
+            keys[name] = read_api_key(settings, name=name)
+            source = config.api_key_file or f"${config.api_key_env}"
+            verdict(True, f"api key{label}: present (from {source})")
+        except ConfigError as exc:
+            verdict(False, f"api key{label}: {exc.problem}")
     overlapping = overlap_problem(settings.folders())
     if overlapping is not None:
         verdict(False, ": ".join(overlapping))
@@ -188,31 +189,42 @@ async def check_config(settings: Settings) -> tuple[bool, list[str]]:
     if settings.hook_argv:
         problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
         verdict(problem is None, f"hooks.on_complete: {problem or settings.hook_argv[0]}")
-    if api_key is None:
-        verdict(False, "api and event stream: not checked without a key")
-        return healthy, lines
-    async with httpx.AsyncClient(timeout=_timeout(settings)) as http:
-        client = OxenClient(
-            http, base_url=str(settings.oxen.base_url), api_key=api_key, idle_timeout_s=10.0
-        )
-        started = time.monotonic()
-        try:
-            await client.list_active()
-            verdict(
-                True,
-                f"api: {settings.rest_base} answered in "
-                f"{(time.monotonic() - started) * 1000:.0f} ms",
-            )
-        except (httpx.HTTPError, DropreelError) as exc:
-            verdict(False, f"api: {settings.rest_base}: {exc or type(exc).__name__}")
-        try:
-            with anyio.fail_after(settings.oxen.connect_timeout_s + 5):
-                async with client.connect():
-                    pass
-            verdict(True, f"event stream: {settings.events_url} connected")
-        except (httpx.HTTPError, DropreelError, TimeoutError) as exc:
-            verdict(False, f"event stream: {settings.events_url}: {exc or type(exc).__name__}")
+    for name in settings.providers:
+        label = f" ({name})" if several else ""
+        if name not in keys:
+            verdict(False, f"api and event stream{label}: not checked without a key")
+            continue
+        async with connected_providers(settings, keys, only=name) as providers:
+            for ok, what in await _provider_verdicts(settings, name, providers[name]):
+                verdict(ok, what.replace(":", f"{label}:", 1))
     return healthy, lines
+
+
+async def _provider_verdicts(
+    settings: Settings, name: str, connected: Connected
+) -> list[tuple[bool, str]]:
+    """Whether the provider's API answers, and its event stream connects (if it has one)."""
+    config = settings.providers[name]
+    api = api_prefix(config)
+    found: list[tuple[bool, str]] = []
+    started = time.monotonic()
+    try:
+        await connected.provider.listed(())
+        elapsed_ms = (time.monotonic() - started) * 1000
+        found.append((True, f"api: {api} answered in {elapsed_ms:.0f} ms"))
+    except (httpx.HTTPError, DropreelError) as exc:
+        found.append((False, f"api: {api}: {exc or type(exc).__name__}"))
+    if connected.feed is None:
+        return found
+    events_url = str(config.base_url).rstrip("/") + "/api/events"
+    try:
+        with anyio.fail_after(config.connect_timeout_s + 5):
+            async with connected.feed.connect():
+                pass
+        found.append((True, f"event stream: {events_url} connected"))
+    except (httpx.HTTPError, DropreelError, TimeoutError) as exc:
+        found.append((False, f"event stream: {events_url}: {exc or type(exc).__name__}"))
+    return found
 
 
 def _folder_verdict(key: str, folder: Path) -> tuple[bool, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import anyio
 from pydantic import SecretStr
 
-from dropreel.app import oxen_daemon
+from dropreel.app import assembled_daemon
 from dropreel.cli import admin
 from dropreel.config import Settings, load_settings, toml_text
 from dropreel.ops.logs import configure_logging
@@ -90,7 +90,7 @@ def run_demo() -> int:
 
 
 async def _run(settings: Settings, environ: dict[str, str]) -> None:
-    async with oxen_daemon(settings, SecretStr("demo-key"), environ=environ) as daemon:
+    async with assembled_daemon(settings, SecretStr("demo-key"), environ=environ) as daemon:
         with anyio.fail_after(120):
             await daemon.run(anyio.Event(), until_idle=True)
 

@@ -8,7 +8,7 @@ import shutil
 import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import anyio
@@ -16,15 +16,22 @@ import structlog
 from pydantic import SecretStr
 
 from dropreel import __version__
-from dropreel.app import oxen_daemon
+from dropreel.app import assembled_daemon
 from dropreel.cli import admin
-from dropreel.config import Settings, accepted_key, key_sources, load_settings, read_api_key
+from dropreel.config import (
+    Settings,
+    accepted_key,
+    key_prefix,
+    key_sources,
+    load_settings,
+    read_api_keys,
+)
 from dropreel.errors import CommandError, ConfigError, CopyRefused, StateError
 from dropreel.fs.layout import overlap_problem
 from dropreel.fs.moves import copy_into_folder, probe_folder
 from dropreel.hooks.run import hook_problem
 from dropreel.intake.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
-from dropreel.ops.keyguard import make_undumpable, reexec_without_key, take_handed_key
+from dropreel.ops.keyguard import make_undumpable, reexec_without_keys, take_handed_keys
 from dropreel.ops.logs import configure_logging
 from dropreel.ops.notify import Notifier
 from dropreel.state.lock import AlreadyRunning, hold_state_lock
@@ -177,28 +184,36 @@ def check_hook(settings: Settings) -> None:
 
 
 def _run(settings: Settings, *, until_idle: bool) -> int:
-    handed = take_handed_key(os.environ)
+    handed = take_handed_keys(os.environ)
     if handed is None:
-        api_key = read_api_key(settings)
+        keys = read_api_keys(settings)
     else:
-        api_key = accepted_key(handed, "oxen.api_key_env", "the handed-over pipe")
-    sources = key_sources(settings, api_key)
+        keys = {
+            name: accepted_key(
+                handed.get(name, ""), f"{key_prefix(settings, name)}.api_key_env", "the pipe"
+            )
+            for name in settings.providers
+        }
+    sources = key_sources(settings, keys)
     if any(sources.reveals(name, value) for name, value in os.environ.items()):
         # /proc/PID/environ shows the environment we started with, whatever we unset later.
-        reexec_without_key(sources, os.environ)
+        plain = {name: key.get_secret_value() for name, key in keys.items()}
+        reexec_without_keys(plain, sources, os.environ)
     make_undumpable()
     check_folders(settings)
     check_hook(settings)
     # Held until this process ends: the kernel lets go of it however the process dies.
     hold_state_lock(settings.state_dir)
-    anyio.run(serve, settings, api_key, until_idle)
+    anyio.run(serve, settings, keys, until_idle)
     return 0
 
 
-async def serve(settings: Settings, api_key: SecretStr, until_idle: bool = False) -> None:
-    """Run the daemon with the real HTTP client until a signal (or idleness) stops it."""
+async def serve(
+    settings: Settings, keys: Mapping[str, SecretStr], until_idle: bool = False
+) -> None:
+    """Run the daemon with the real HTTP clients until a signal (or idleness) stops it."""
     notifier = Notifier()
-    async with oxen_daemon(settings, api_key, notifier=notifier) as daemon:
+    async with assembled_daemon(settings, keys, notifier=notifier) as daemon:
         stop = anyio.Event()
         try:
             async with anyio.create_task_group() as group:

@@ -37,11 +37,11 @@ class Completion:
         self,
         settings: Settings,
         store: Store,
-        provider: Provider,
+        providers: Mapping[str, Provider],
         counters: Counters,
         *,
         environ: Mapping[str, str],
-        api_key: SecretStr | None,
+        api_keys: Mapping[str, SecretStr] | None,
         metrics: Metrics,
         to_hooks: Callable[[str], Awaitable[None]],
         deliver_later: RetryLater,
@@ -49,20 +49,23 @@ class Completion:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._provider = provider
+        self._providers = providers
         self._counters = counters
         self._environ = environ
-        self._key_sources = key_sources(settings, api_key) if api_key is not None else None
+        self._key_sources = key_sources(settings, api_keys) if api_keys is not None else None
         self._metrics = metrics
         self._to_hooks = to_hooks
         self._deliver_later = deliver_later
         self._hook_later = hook_later
-        self._downloader = Downloader(
-            provider,
-            settings.outbox_dir,
-            min_bytes_per_s=settings.delivery.min_bytes_per_s,
-            stall_window_s=settings.delivery.stall_window_s,
-        )
+        self._downloaders = {
+            name: Downloader(
+                provider,
+                settings.outbox_dir,
+                min_bytes_per_s=settings.delivery.min_bytes_per_s,
+                stall_window_s=settings.delivery.stall_window_s,
+            )
+            for name, provider in providers.items()
+        }
         self._completion_lock = anyio.Lock()
         self._manifest_failures: dict[str, int] = {}
 
@@ -105,10 +108,14 @@ class Completion:
         deadline_s = self._settings.jobs.deadline_s
         if not generation.result_url:
             # Succeeded, but with no URL we could use: ask the provider for one.
-            fresh = await self._fresh_url(generation)
+            fresh = await self._fresh_url(job, generation)
             generation = replace(generation, result_url=fresh) if fresh else generation
+        downloader = self._downloaders.get(job.provider)
+        if downloader is None:
+            bound.error("the job's provider is not configured any more; its result waits")
+            return None
         try:
-            path = await self._downloader.fetch(
+            path = await downloader.fetch(
                 job,
                 generation,
                 expected_generations(job),
@@ -119,7 +126,7 @@ class Completion:
                 generation.generation_id, job.job_id, str(exc)
             )
             refreshed = isinstance(exc, ResultUrlRefused) and bool(
-                await self._fresh_url(generation)
+                await self._fresh_url(job, generation)
             )
             # A paid result is worth retrying (full disk, network, expired URL) until the
             # job's deadline: only then is it given up, with the reason, never silently.
@@ -155,11 +162,14 @@ class Completion:
             generation, phase=Phase.HOOKING, output_path=str(path), delivered_at=delivered_at
         )
 
-    async def _fresh_url(self, generation: GenerationRow) -> str | None:
+    async def _fresh_url(self, job: JobRow, generation: GenerationRow) -> str | None:
         """Presigned result URLs expire, and a result may come without one: ask REST for a
         fresh URL. The new URL (recorded), or None if there is none to be had now."""
+        provider = self._providers.get(job.provider)
+        if provider is None:
+            return None
         try:
-            remote = await self._provider.get(generation.generation_id)
+            remote = await provider.get(generation.generation_id)
         except (httpx.HTTPError, DropreelError) as exc:
             log.warning(
                 "could not refresh result URL",

@@ -20,6 +20,7 @@ from dropreel.fs.moves import move_durably, move_to_failed
 from dropreel.fs.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
 from dropreel.intake.jobs import (
     MAX_JOB_FILE_BYTES,
+    Routes,
     is_candidate_name,
     is_ignored_name,
     parse_job_file,
@@ -125,14 +126,14 @@ class Inbox:
         folders: InboxFolders,
         store: Store,
         *,
-        default_model: str,
+        routes: Routes | str,
         settle_s: float,
         on_accepted: Callable[[str], Awaitable[None]],
         stable_s: float = 0.0,
     ) -> None:
         self._folders = folders
         self._store = store
-        self._default_model = default_model
+        self._routes = Routes.single(routes) if isinstance(routes, str) else routes
         self._settle_s = settle_s
         self._stability = StabilityWatch(stable_s)
         self._on_accepted = on_accepted
@@ -172,7 +173,7 @@ class Inbox:
                 raise JobFileRejected(
                     shown, "not a job file: the name must end .json, .toml or .txt"
                 )
-            request = parse_job_file(shown, data, self._default_model)
+            request = parse_job_file(shown, data, self._routes)
         except _NotYet:
             return False
         except _Vanished:
@@ -183,10 +184,10 @@ class Inbox:
             await self._reject(path, rejected.reason)
             return True
         self._stability.forget(name)
-        await self._accept(path, dict(request.body))
+        await self._accept(path, dict(request.body), request.provider)
         return True
 
-    async def _accept(self, path: Path, body: dict[str, object]) -> None:
+    async def _accept(self, path: Path, body: dict[str, object], provider: str) -> None:
         job_id = new_job_id()
         shown = displayable(path.name)
         stem = await self._free_stem(safe_stem(path.name))
@@ -198,6 +199,7 @@ class Inbox:
             kept_path=str(kept),
             stem=stem,
             request=body,
+            provider=provider,
         )
         try:
             await anyio.to_thread.run_sync(move_durably, path, kept)

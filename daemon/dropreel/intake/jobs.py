@@ -30,11 +30,28 @@ def is_ignored_name(name: str) -> bool:
     return name.startswith(".") or name.endswith(_IN_PROGRESS_SUFFIXES)
 
 
+# The table in a job file that dropreel reads and never sends.
+OPTIONS_KEY = "dropreel"
+
+
+@dataclass(frozen=True, slots=True)
+class Routes:
+    """Where jobs may go: each configured provider's default model, and the default provider."""
+
+    default_models: Mapping[str, str]
+    default_provider: str
+
+    @classmethod
+    def single(cls, default_model: str, provider: str = "oxen") -> Routes:
+        return cls({provider: default_model}, provider)
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    """The enqueue body for one job file, with the model filled in."""
+    """The enqueue body for one job file, with the model filled in, and its provider."""
 
     body: Mapping[str, Any]
+    provider: str = "oxen"
 
     @property
     def num_generations(self) -> int:
@@ -46,7 +63,7 @@ class JobRequest:
         return str(self.body["model"])
 
 
-def parse_job_file(name: str, data: bytes, default_model: str) -> JobRequest:
+def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
     """Turn a job file's bytes into a request, or raise JobFileRejected saying why."""
     if len(data) > MAX_JOB_FILE_BYTES:
         raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {MAX_JOB_FILE_BYTES}")
@@ -62,7 +79,34 @@ def parse_job_file(name: str, data: bytes, default_model: str) -> JobRequest:
         body: dict[str, Any] = {"prompt": _prompt_from_text(name, text)}
     else:
         body = _object_from_structured(name, text, suffix)
-    return _complete(name, body, default_model)
+    if isinstance(routes, str):
+        routes = Routes.single(routes)
+    provider = _provider_from_options(name, body.pop(OPTIONS_KEY, None), routes)
+    return _complete(name, body, routes.default_models[provider], provider)
+
+
+def _provider_from_options(name: str, options: object, routes: Routes) -> str:
+    """The provider the job's `dropreel` table names (the default if none)."""
+    if options is None:
+        return routes.default_provider
+    if not isinstance(options, dict):
+        raise JobFileRejected(name, f"{OPTIONS_KEY} must be a table of options")
+    unknown = sorted(set(options) - {"provider"})
+    if "image" in unknown:
+        raise JobFileRejected(
+            name, f"{OPTIONS_KEY}.image: local image inputs are not supported yet"
+        )
+    if unknown:
+        raise JobFileRejected(
+            name, f"{OPTIONS_KEY}: unknown option {unknown[0]!r} (known: provider)"
+        )
+    provider = options.get("provider", routes.default_provider)
+    if provider not in routes.default_models:
+        known = ", ".join(sorted(routes.default_models))
+        raise JobFileRejected(
+            name, f"{OPTIONS_KEY}.provider {provider!r} is not a configured provider ({known})"
+        )
+    return str(provider)
 
 
 def _prompt_from_text(name: str, text: str) -> str:
@@ -107,7 +151,7 @@ def _depth(value: object, level: int = 0) -> int:
     return level
 
 
-def _complete(name: str, body: dict[str, Any], default_model: str) -> JobRequest:
+def _complete(name: str, body: dict[str, Any], default_model: str, provider: str) -> JobRequest:
     model = body.get("model", default_model)
     if not isinstance(model, str) or not model.strip():
         raise JobFileRejected(name, "model must be a non-empty string")
@@ -119,4 +163,4 @@ def _complete(name: str, body: dict[str, Any], default_model: str) -> JobRequest
         raise JobFileRejected(name, "prompt must be a non-empty string")
     if prompt is None and not any(k in body for k in ("input_image", "input_video")):
         raise JobFileRejected(name, "no prompt (and no input_image or input_video)")
-    return JobRequest(body={**body, "model": model})
+    return JobRequest(body={**body, "model": model}, provider=provider)

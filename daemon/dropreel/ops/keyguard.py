@@ -19,8 +19,9 @@ from typing import NoReturn
 
 from dropreel.ops.redact import contains_secret
 
-# Longer than any real key, and short enough to fit a pipe's buffer without a reader.
+# Longer than any real key; a few keys together still fit a pipe's buffer without a reader.
 MAX_KEY_CHARS = 4096
+_MAX_HANDED_BYTES = 60_000
 # The pipe the key travels on across the re-exec, by file descriptor number.
 HANDED_KEY_FD = "DROPREEL_HANDED_KEY_FD"
 # systemd's LoadCredential= folder: it holds the key file.
@@ -47,38 +48,42 @@ def key_problem(key: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class KeySources:
-    """The key and where it came from: nothing here may reach a hook's environment."""
+    """Every provider's key and where each came from: none may reach a hook's environment."""
 
-    key: str
-    env_name: str
-    file: Path | None = None
+    keys: tuple[str, ...]
+    env_names: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
 
     def reveals(self, name: str, value: str) -> bool:
-        """Whether this environment variable holds the key or says where to find it."""
-        if name == self.env_name or name in _CREDENTIAL_VARIABLES:
+        """Whether this environment variable holds a key or says where to find one."""
+        if name in self.env_names or name in _CREDENTIAL_VARIABLES:
             return True
-        named = [self.key, str(self.file) if self.file is not None else ""]
-        return contains_secret(value, named)
+        return contains_secret(value, [*self.keys, *(str(f) for f in self.files)])
 
     def scrub(self, environ: Mapping[str, str]) -> dict[str, str]:
         """`environ` without any variable that reveals the key."""
         return {k: v for k, v in environ.items() if not self.reveals(k, v)}
 
 
-def take_handed_key(environ: dict[str, str] | os._Environ[str]) -> str | None:
-    """The key handed over by `reexec_without_key`, if this process was started that way."""
+def take_handed_keys(environ: dict[str, str] | os._Environ[str]) -> dict[str, str] | None:
+    """The keys (by provider) handed over by `reexec_without_keys`, if this process was
+    started that way."""
     fd_text = environ.pop(HANDED_KEY_FD, None)
     if fd_text is None:
         return None
     fd = int(fd_text)
     with os.fdopen(fd, "rb") as pipe:
-        return pipe.read(MAX_KEY_CHARS + 1).decode("ascii")
+        text = pipe.read(_MAX_HANDED_BYTES).decode("ascii")
+    # A key holds no space (see key_problem): "name key" per line cannot be misread.
+    return dict(line.split(" ", 1) for line in text.splitlines() if " " in line)
 
 
-def reexec_without_key(sources: KeySources, environ: Mapping[str, str]) -> NoReturn:
-    """Start this same command again (same pid) with the key out of its environment."""
+def reexec_without_keys(
+    keys: Mapping[str, str], sources: KeySources, environ: Mapping[str, str]
+) -> NoReturn:
+    """Start this same command again (same pid) with the keys out of its environment."""
     reader, writer = os.pipe()
-    os.write(writer, sources.key.encode("ascii"))
+    os.write(writer, "".join(f"{name} {key}\n" for name, key in keys.items()).encode("ascii"))
     os.close(writer)
     os.set_inheritable(reader, True)
     env = sources.scrub(environ)

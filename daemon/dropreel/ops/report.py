@@ -149,16 +149,17 @@ def job_story(
 
 def service_status(
     *,
-    stream_up: bool,
+    stream_up: bool | None,
     waiting: int,
     downloading: int,
     hooking: int,
     failed: int,
     needs_attention: int,
 ) -> str:
-    """The one line systemd shows as the service's STATUS."""
+    """The one line systemd shows as the service's STATUS (`stream_up` None: no provider
+    pushes, so polling is the normal way)."""
     parts = [
-        "stream up" if stream_up else "stream down, polling",
+        {True: "stream up", False: "stream down, polling", None: "polling"}[stream_up],
         f"{waiting} waiting",
         f"{downloading} downloading",
     ]

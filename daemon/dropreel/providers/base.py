@@ -1,15 +1,35 @@
-"""The seam between dropreel and a generation provider."""
+"""The seam between dropreel and a generation provider: dropreel's own types only.
+
+A provider's failures arrive as dropreel's errors (errors.py), which say whether the call
+may be retried (RetryableProviderError, AuthRefused, ProviderUnreachable), may have acted
+(AmbiguousAnswer, a cut connection) or was refused (RequestRefused).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
 
-from dropreel.lifecycle import RemoteStatus
+from dropreel.lifecycle import Observation, RemoteStatus
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do, declared once by its adapter."""
+
+    # A push channel of completions (an EventFeed); without one, pending work is polled.
+    push_feed: bool
+    # A create carrying the same key is replayed, not made twice: a lost answer is resent.
+    idempotency_keys: bool
+    # Whether a running generation can be stopped (best effort where the API says so).
+    cancel: bool
+    # How many generations one request may ask for (`num_generations`); a job asking more
+    # of a provider that makes one per request gets one request each.
+    generations_per_request: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +43,39 @@ class RemoteGeneration:
     enqueued_at: float | None = None
     # The row as the provider sent it (echoed request parameters among its fields).
     row: Mapping[str, Any] = field(default_factory=dict)
+    # 0-100 where the provider reports it.
+    progress: int | None = None
+    # US dollars: the provider's figure, or its running estimate (cost_is_estimate).
+    cost_usd: float | None = None
+    cost_is_estimate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Adopt:
+    """A lost POST's generations, found."""
+
+    generations: tuple[RemoteGeneration, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Unsettled:
+    """Why a lost POST's generations cannot be told apart from others (a person decides)."""
+
+    reason: str
+
+
+Recovery = Adopt | Unsettled
 
 
 class Provider(Protocol):
-    """What dropreel needs from a provider's REST API."""
+    """What dropreel needs from a provider's API."""
 
-    async def enqueue(self, body: Mapping[str, Any]) -> list[RemoteGeneration]:
+    name: str
+    capabilities: Capabilities
+
+    async def enqueue(
+        self, body: Mapping[str, Any], *, idempotency_key: str
+    ) -> list[RemoteGeneration]:
         """Create the generations a job asks for. Raises on anything but success."""
         ...
 
@@ -36,16 +83,24 @@ class Provider(Protocol):
         """The current state of one generation; raises GenerationUnknown if it is forgotten."""
         ...
 
-    async def list_active(self) -> set[str] | None:
-        """Ids of the caller's queued/processing generations, or None if it cannot tell."""
+    async def listed(self, ids: Collection[str]) -> dict[str, RemoteGeneration] | None:
+        """What the provider's listing says of `ids`, in as few requests as it allows; ids
+        left out are looked up one by one. None if the provider offers no listing."""
         ...
 
     async def cancel(self, generation_id: str) -> None:
         """Ask the provider to stop a queued or processing generation."""
         ...
 
-    async def list_recent(self) -> list[RemoteGeneration]:
-        """Every generation of the caller's the provider will list, with request echoes."""
+    async def recover_lost_post(
+        self,
+        request: Mapping[str, Any],
+        posted_at: float,
+        *,
+        window_s: float,
+        taken: Collection[str],
+    ) -> Recovery:
+        """What a POST whose answer was lost created (providers without idempotency keys)."""
         ...
 
     def open_download(
@@ -58,6 +113,7 @@ class Provider(Protocol):
 class EventFeed(Protocol):
     """A provider's push channel of completion notices (absent for poll-only providers)."""
 
-    def connect(self) -> AbstractAsyncContextManager[AsyncIterator[tuple[str, str]]]:
-        """Open the stream; iterate (event type, data) pairs. Raises on connect failure."""
+    def connect(self) -> AbstractAsyncContextManager[AsyncIterator[Observation | str]]:
+        """Open the stream; iterate what each event means (an observation, or why it is
+        ignored). Raises on connect failure."""
         ...

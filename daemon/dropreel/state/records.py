@@ -11,7 +11,7 @@ import aiosqlite
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE jobs (
@@ -31,7 +31,8 @@ CREATE TABLE jobs (
     finished_at   REAL,
     manifest_path TEXT,
     generation_count INTEGER,
-    retried_as    TEXT
+    retried_as    TEXT,
+    provider      TEXT
 );
 CREATE INDEX jobs_state ON jobs (state);
 CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
@@ -51,6 +52,9 @@ CREATE TABLE generations (
     hook_attempts INTEGER NOT NULL DEFAULT 0,
     hook_error    TEXT,
     hooked_at     REAL,
+    progress      INTEGER,
+    cost_usd      REAL,
+    cost_is_estimate INTEGER NOT NULL DEFAULT 0,
     UNIQUE (job_id, idx)
 );
 CREATE INDEX generations_phase ON generations (phase);
@@ -77,7 +81,17 @@ MIGRATIONS = (
         "ALTER TABLE jobs ADD COLUMN generation_count INTEGER",
         "ALTER TABLE jobs ADD COLUMN retried_as TEXT",
     ),
+    # 3: which provider a job went to (before: the only one, Oxen); progress and cost.
+    (
+        "ALTER TABLE jobs ADD COLUMN provider TEXT",
+        "ALTER TABLE generations ADD COLUMN progress INTEGER",
+        "ALTER TABLE generations ADD COLUMN cost_usd REAL",
+        "ALTER TABLE generations ADD COLUMN cost_is_estimate INTEGER NOT NULL DEFAULT 0",
+    ),
 )
+
+# Jobs recorded before providers had names all went to Oxen.
+LEGACY_PROVIDER = "oxen"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +114,7 @@ class JobRow:
     # Set once the POST's answer is recorded: the provider may make more than asked.
     generation_count: int | None = None
     retried_as: str | None = None
+    provider: str = LEGACY_PROVIDER
 
 
 def expected_generations(job: JobRow) -> int:
@@ -126,6 +141,9 @@ class GenerationRow:
     hook_attempts: int
     hook_error: str | None
     hooked_at: float | None
+    progress: int | None = None
+    cost_usd: float | None = None
+    cost_is_estimate: bool = False
 
 
 def job_from(row: aiosqlite.Row) -> JobRow:
@@ -148,6 +166,7 @@ def job_from(row: aiosqlite.Row) -> JobRow:
         manifest_path=row["manifest_path"],
         generation_count=row["generation_count"],
         retried_as=row["retried_as"],
+        provider=row["provider"] or LEGACY_PROVIDER,
     )
 
 
@@ -168,4 +187,7 @@ def generation_from(row: aiosqlite.Row) -> GenerationRow:
         hook_attempts=row["hook_attempts"],
         hook_error=row["hook_error"],
         hooked_at=row["hooked_at"],
+        progress=row["progress"],
+        cost_usd=row["cost_usd"],
+        cost_is_estimate=bool(row["cost_is_estimate"]),
     )

@@ -15,9 +15,10 @@ import aiosqlite
 import anyio
 
 from dropreel.errors import StateError
-from dropreel.lifecycle import JobState, Phase, RemoteStatus
+from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 from dropreel.ops.redact import stored_text
 from dropreel.state.records import (
+    LEGACY_PROVIDER,
     MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
@@ -246,13 +247,14 @@ class Store:
         kept_path: str,
         stem: str,
         request: Mapping[str, Any],
+        provider: str = LEGACY_PROVIDER,
     ) -> None:
         """Record a job before its file leaves the inbox, so a crash mid-move is recoverable."""
         now = time.time()
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem, request,"
-                " state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " state, created_at, updated_at, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     source_name,
@@ -263,6 +265,7 @@ class Store:
                     JobState.CLAIMING,
                     now,
                     now,
+                    provider,
                 ),
             )
             await self._log(db, job_id, "claiming", source_path)
@@ -508,16 +511,17 @@ class Store:
         )
         return (generation_from(rows[0]), job_from(rows[0])) if rows else None
 
-    async def waiting_generations(self) -> list[tuple[str, str, str, float]]:
-        """(generation id, job id, status, job accepted at) of every waiting generation.
+    async def waiting_generations(self) -> list[tuple[str, str, str, float, str]]:
+        """(generation id, job id, status, job accepted at, provider) of every waiting
+        generation.
 
         Lean on purpose: a restart with a hundred thousand pending must not build rows.
         """
         rows = await self._db.execute_fetchall(
-            "SELECT g.generation_id, g.job_id, g.remote_status, j.created_at"
+            "SELECT g.generation_id, g.job_id, g.remote_status, j.created_at, j.provider"
             " FROM generations g JOIN jobs j USING (job_id) WHERE g.phase = 'waiting'"
         )
-        return [(r[0], r[1], r[2], r[3]) for r in rows]
+        return [(r[0], r[1], r[2], r[3], r[4] or LEGACY_PROVIDER) for r in rows]
 
     async def generations_of(self, job_id: str) -> list[GenerationRow]:
         rows = await self._fetch_all(
@@ -535,12 +539,32 @@ class Store:
         rows = await self._fetch_all("SELECT * FROM generations ORDER BY job_id, idx")
         return [generation_from(r) for r in rows]
 
-    async def update_remote_status(self, generation_id: str, status: RemoteStatus) -> None:
+    async def update_remote_status(
+        self, generation_id: str, status: RemoteStatus, progress: Progress | None = None
+    ) -> None:
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE generations SET remote_status = ? WHERE generation_id = ?",
                 (status, generation_id),
             )
+            if progress is not None:
+                await self._record_progress(db, generation_id, progress)
+
+    @staticmethod
+    async def _record_progress(db: _Statements, generation_id: str, progress: Progress) -> None:
+        await db.execute(
+            "UPDATE generations SET progress = COALESCE(?, progress),"
+            " cost_usd = COALESCE(?, cost_usd),"
+            " cost_is_estimate = CASE WHEN ? IS NULL THEN cost_is_estimate ELSE ? END"
+            " WHERE generation_id = ?",
+            (
+                progress.percent,
+                progress.cost_usd,
+                progress.cost_usd,
+                int(progress.cost_is_estimate),
+                generation_id,
+            ),
+        )
 
     async def record_finished(
         self,
@@ -552,9 +576,12 @@ class Store:
         result_url: str | None,
         error: str | None,
         source: str,
+        progress: Progress | None = None,
     ) -> None:
         """The provider says the generation is terminal (or gave a fresher result URL)."""
         async with self._transaction() as db:
+            if progress is not None:
+                await self._record_progress(db, generation_id, progress)
             await db.execute(
                 "UPDATE generations SET remote_status = ?, phase = ?, result_url = ?, error = ?,"
                 " completed_at = COALESCE(completed_at, ?) WHERE generation_id = ?",

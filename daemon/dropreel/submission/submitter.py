@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -18,12 +19,11 @@ from dropreel.lifecycle import JobState, Observation
 from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
 from dropreel.ops.redact import redact
-from dropreel.providers.base import Provider, RemoteGeneration
-from dropreel.providers.oxen.settle import Unsettled, settle_lost_post
+from dropreel.providers.base import Provider, Recovery, RemoteGeneration, Unsettled
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
 from dropreel.tracking.matching import Matcher
-from dropreel.tracking.stream import StreamHealth
+from dropreel.tracking.tracker import Tracker
 
 log = structlog.get_logger("dropreel.submitter")
 
@@ -39,6 +39,8 @@ _NOT_CREATED = (
     httpx.PoolTimeout,
     httpx.LocalProtocolError,
 )
+# With an idempotency key every failure may be retried: a resend is replayed, not billed.
+_RESENDABLE: tuple[type[Exception], ...] = (httpx.HTTPError, DropreelError)
 
 
 class Submitter:
@@ -48,19 +50,15 @@ class Submitter:
         self,
         settings: Settings,
         store: Store,
-        provider: Provider,
+        trackers: Mapping[str, Tracker],
         matcher: Matcher,
-        health: StreamHealth,
         counters: Counters,
         observe: Callable[[Observation], Awaitable[None]],
-        wait_turn: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
-        self._wait_turn = wait_turn
         self._store = store
-        self._provider = provider
+        self._trackers = trackers
         self._matcher = matcher
-        self._health = health
         self._counters = counters
         self._observe = observe
         # Settlements adopt generations from one listing: two at once could adopt the same.
@@ -70,39 +68,48 @@ class Submitter:
         job = await self._store.job(job_id)
         if job is None or job.state is not JobState.ACCEPTED or job.request is None:
             return
-        bound = log.bind(job_id=job_id)
+        tracker = await self._tracker_or_refuse(job)
+        if tracker is None:
+            return
         # One stream before the first POST: its events must have somewhere to go.
-        await self._health.first_attempt_done.wait()
+        await tracker.health.first_attempt_done.wait()
+        early = await self._send(job, job.request, tracker)
+        for observed in early or []:
+            await self._observe(observed)
+
+    async def _send(
+        self, job: JobRow, request: Mapping[str, Any], tracker: Tracker
+    ) -> list[Observation] | None:
+        """POST until the answer is recorded, the job refused, or its POST left to settle;
+        events that came before the answer."""
+        bound = log.bind(job_id=job.job_id, provider=job.provider)
+        provider = tracker.provider
+        # A lost answer may simply be sent again where the provider replays a repeated key.
+        retry_on = _RESENDABLE if provider.capabilities.idempotency_keys else _NOT_CREATED
         attempt = 0
         while True:
             # The request ceiling is waited out before the claim: a job marked as being
             # submitted must really be on the wire, or a crash would strand it as unsettled.
-            if self._wait_turn is not None:
-                await self._wait_turn()
-            if not await self._store.claim_for_submission(job_id):
+            if tracker.connected.wait_turn is not None:
+                await tracker.connected.wait_turn()
+            if not await self._store.claim_for_submission(job.job_id):
                 bound.warning("job is already being submitted elsewhere; not sending it again")
-                return
+                return None
             try:
                 # Once the POST is sent its answer must be recorded, even on shutdown.
                 with anyio.CancelScope(shield=True):
                     self._counters.posts += 1
-                    generations = await self._provider.enqueue(job.request)
+                    generations = await provider.enqueue(
+                        request, idempotency_key=idempotency_key(job.job_id)
+                    )
                     early = await self._record(job, generations)
             except RequestRefused as exc:
                 await self.refuse(job, f"refused by the provider: {exc.message}")
-                return
-            except _NOT_CREATED as exc:
-                remaining = process_clock.remaining(job.created_at, self._settings.jobs.deadline_s)
-                if remaining <= 0:
-                    await self.refuse(
-                        job, f"not submitted within the job deadline; last error: {exc}"
-                    )
-                    return
-                await self._store.set_job_state(job_id, JobState.ACCEPTED, error=str(exc))
-                delay = min(self._retry_delay(exc, attempt), remaining)
+                return None
+            except retry_on as exc:
+                if not await self._wait_to_retry(job, exc, attempt):
+                    return None
                 attempt += 1
-                bound.warning("submission will be retried", error=str(exc), retry_in_s=delay)
-                await anyio.sleep(delay)
                 continue
             except (httpx.HTTPError, DropreelError) as exc:
                 cause = str(exc) or type(exc).__name__
@@ -110,12 +117,34 @@ class Submitter:
                     "the POST ended ambiguously; settling it from the listing", error=cause
                 )
                 await self.settle_lost_posts(
-                    [job_id], cause=f"the POST ended ambiguously ({cause})"
+                    [job.job_id], cause=f"the POST ended ambiguously ({cause})"
                 )
-                return
-            break
-        for observed in early or []:
-            await self._observe(observed)
+                return None
+            return early
+
+    async def _tracker_or_refuse(self, job: JobRow) -> Tracker | None:
+        """The job's provider; None if it is no longer configured (the job is refused)."""
+        tracker = self._trackers.get(job.provider)
+        if tracker is None:
+            known = ", ".join(sorted(self._trackers))
+            await self.refuse(
+                job, f"provider {job.provider!r} is not configured any more ({known})"
+            )
+        return tracker
+
+    async def _wait_to_retry(self, job: JobRow, exc: Exception, attempt: int) -> bool:
+        """Back off before sending again; False if the job's deadline has passed (refused)."""
+        remaining = process_clock.remaining(job.created_at, self._settings.jobs.deadline_s)
+        if remaining <= 0:
+            await self.refuse(job, f"not submitted within the job deadline; last error: {exc}")
+            return False
+        await self._store.set_job_state(job.job_id, JobState.ACCEPTED, error=str(exc))
+        delay = min(self._retry_delay(exc, attempt), remaining)
+        log.warning(
+            "submission will be retried", job_id=job.job_id, error=str(exc), retry_in_s=delay
+        )
+        await anyio.sleep(delay)
+        return True
 
     async def _record(
         self, job: JobRow, generations: list[RemoteGeneration]
@@ -135,7 +164,9 @@ class Submitter:
         pairs = [(g, statuses[g]) for g in ids]
         await self._store.record_submission(job.job_id, pairs)
         log.info("submitted", job_id=job.job_id, generation_ids=ids)
-        return self._matcher.register(job.job_id, pairs, enqueued_at=job.created_at)
+        return self._matcher.register(
+            job.job_id, pairs, enqueued_at=job.created_at, provider=job.provider
+        )
 
     async def _park(self, job_id: str, reason: str) -> None:
         await self._store.set_job_state(job_id, JobState.NEEDS_ATTENTION, error=reason)
@@ -165,23 +196,38 @@ class Submitter:
         await log_job_end_from(self._store, job.job_id, "failed")
 
     async def settle_lost_posts(self, job_ids: list[str], *, cause: str | None = None) -> None:
-        """Jobs whose POST answer was lost or ambiguous: adopt what they created, or park them."""
-        async with self._settling:
-            await self._settle(job_ids, cause)
-        # Adopted generations may have finished while we were away: look once.
-        self._health.request_reconcile()
-
-    async def _settle(self, job_ids: list[str], cause: str | None) -> None:
-        candidates = await self._listing_for(len(job_ids))
-        taken = await self._store.known_generation_ids()
-        window_s = self._settings.oxen.connect_timeout_s + self._settings.oxen.read_timeout_s
+        """Jobs whose POST answer was lost or ambiguous: send again where the provider replays
+        a repeated key; else adopt what they created, or park them."""
         jobs = [j for j in await self._store.jobs([JobState.SUBMITTING]) if j.job_id in job_ids]
+        for job in jobs:
+            tracker = self._trackers.get(job.provider)
+            if tracker is not None and tracker.provider.capabilities.idempotency_keys:
+                log.warning(
+                    "resending a POST whose answer was lost, with its key", job_id=job.job_id
+                )
+                await self._store.set_job_state(job.job_id, JobState.ACCEPTED)
+                await self.submit(job.job_id)
+        async with self._settling:
+            await self._settle(
+                [j for j in jobs if j.provider in self._trackers and not self._resendable(j)],
+                cause,
+            )
+        # Adopted generations may have finished while we were away: look once.
+        for tracker in self._trackers.values():
+            tracker.health.request_reconcile()
+
+    def _resendable(self, job: JobRow) -> bool:
+        return self._trackers[job.provider].provider.capabilities.idempotency_keys
+
+    async def _settle(self, jobs: list[JobRow], cause: str | None) -> None:
+        taken = await self._store.known_generation_ids()
         for job in sorted(jobs, key=lambda j: j.post_started_at or j.updated_at):
-            outcome = settle_lost_post(
-                job.request or {},
-                job.post_started_at or job.updated_at,
-                window_s=window_s,
-                candidates=candidates,
+            provider = self._trackers[job.provider].provider
+            config = self._settings.providers[job.provider]
+            outcome = await self._recovery(
+                provider,
+                job,
+                window_s=config.connect_timeout_s + config.read_timeout_s,
                 taken=taken,
             )
             if isinstance(outcome, Unsettled):
@@ -191,7 +237,9 @@ class Submitter:
             pairs = [(g.generation_id, g.status) for g in outcome.generations]
             taken.update(g for g, _ in pairs)
             await self._store.record_submission(job.job_id, pairs, how="adopted from the listing")
-            early = self._matcher.register(job.job_id, pairs, enqueued_at=job.created_at)
+            early = self._matcher.register(
+                job.job_id, pairs, enqueued_at=job.created_at, provider=job.provider
+            )
             log.warning(
                 "lost POST settled from the queue listing",
                 job_id=job.job_id,
@@ -200,18 +248,32 @@ class Submitter:
             for observed in early:
                 await self._observe(observed)
 
-    async def _listing_for(self, jobs: int) -> list[RemoteGeneration]:
+    @staticmethod
+    async def _recovery(
+        provider: Provider, job: JobRow, *, window_s: float, taken: set[str]
+    ) -> Recovery:
+        """What the lost POST created, asked until the provider can say."""
         attempt = 0
         while True:
             try:
-                return await self._provider.list_recent()
+                return await provider.recover_lost_post(
+                    job.request or {},
+                    job.post_started_at or job.updated_at,
+                    window_s=window_s,
+                    taken=taken,
+                )
             except (httpx.HTTPError, DropreelError) as exc:
                 delay = backoff_delay(attempt, initial_s=1.0, max_s=60.0)
                 attempt += 1
                 log.warning(
-                    "cannot list the queue to settle lost POSTs",
+                    "cannot list the provider's generations to settle a lost POST",
+                    job_id=job.job_id,
                     error=str(exc),
                     retry_in_s=round(delay, 2),
-                    jobs=jobs,
                 )
                 await anyio.sleep(delay)
+
+
+def idempotency_key(job_id: str) -> str:
+    """The key every create for this job carries: the same across retries and restarts."""
+    return f"dropreel-{job_id}"

@@ -18,6 +18,7 @@ class Pending:
     job_id: str
     status: RemoteStatus
     enqueued_at: float
+    provider: str = "oxen"
 
 
 class Matcher:
@@ -66,12 +67,13 @@ class Matcher:
         generations: Iterable[tuple[str, RemoteStatus]],
         *,
         enqueued_at: float | None = None,
+        provider: str = "oxen",
     ) -> list[Observation]:
         """Start waiting for these generations; return events that came before we knew them."""
         early: list[Observation] = []
         since = self._clock.now() if enqueued_at is None else enqueued_at
         for generation_id, status in generations:
-            self.pending[generation_id] = Pending(job_id, status, since)
+            self.pending[generation_id] = Pending(job_id, status, since, provider)
             kept = self._early.pop(generation_id, None)
             if kept is not None:
                 early.append(kept[1])
@@ -85,6 +87,10 @@ class Matcher:
             for g, p in self.pending.items()
             if self._clock.elapsed_since(p.enqueued_at) > deadline_s
         ]
+
+    def waiting_for(self, provider: str) -> list[str]:
+        """The ids of the generations we wait for at one provider."""
+        return [g for g, p in self.pending.items() if p.provider == provider]
 
     def forget(self, generation_id: str) -> None:
         self.pending.pop(generation_id, None)

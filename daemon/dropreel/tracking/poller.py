@@ -10,8 +10,8 @@ import httpx
 import structlog
 
 from dropreel.errors import AuthRefused, DropreelError, GenerationUnknown
-from dropreel.lifecycle import Observation, RemoteStatus, Source
-from dropreel.providers.base import Provider
+from dropreel.lifecycle import Observation, Progress, RemoteStatus, Source
+from dropreel.providers.base import Provider, RemoteGeneration
 from dropreel.tracking.stream import StreamHealth
 
 log = structlog.get_logger("dropreel.poller")
@@ -20,8 +20,9 @@ _PARALLEL_GETS = 8
 
 
 class Reconciler:
-    """Learns the state of every waiting generation: one list call, then a GET for each id
-    the list does not show as active (so the cost follows what finished, not what waits)."""
+    """Learns the state of one provider's waiting generations: what its listing says (one
+    or a few requests), then a GET for each id the listing leaves out (so the cost follows
+    what finished, not what waits)."""
 
     def __init__(
         self,
@@ -40,18 +41,26 @@ class Reconciler:
         if not ids:
             return
         self.rounds += 1
-        active: set[str] | None = None
+        listed: dict[str, RemoteGeneration] | None = None
         try:
             self.requests += 1
-            active = await self._provider.list_active()
+            listed = await self._provider.listed(ids)
         except (DropreelError, httpx.HTTPError) as exc:
-            log.warning("queue listing failed; checking each generation", error=str(exc))
-        to_check = ids if active is None else [i for i in ids if i not in active]
+            log.warning("listing failed; checking each generation", error=str(exc))
+        for remote in (listed or {}).values():
+            await self._on_observation(_observed(remote))
+        to_check = ids if listed is None else [i for i in ids if i not in listed]
         limiter = anyio.CapacityLimiter(_PARALLEL_GETS)
         async with anyio.create_task_group() as group:
             for generation_id in to_check:
                 group.start_soon(self._check, generation_id, limiter)
-        log.info("reconciled", waiting=len(ids), checked=len(to_check), listed=active is not None)
+        log.info(
+            "reconciled",
+            provider=self._provider.name,
+            waiting=len(ids),
+            checked=len(to_check),
+            listed=listed is not None,
+        )
 
     async def _check(self, generation_id: str, limiter: anyio.CapacityLimiter) -> None:
         async with limiter:
@@ -69,14 +78,22 @@ class Reconciler:
                 log.warning("status check failed", generation_id=generation_id, error=str(exc))
                 return
             else:
-                observed = Observation(
-                    generation_id,
-                    remote.status,
-                    Source.POLL,
-                    result_url=remote.result_url,
-                    error=remote.error,
-                )
+                observed = _observed(remote)
         await self._on_observation(observed)
+
+
+def _observed(remote: RemoteGeneration) -> Observation:
+    progress = None
+    if remote.progress is not None or remote.cost_usd is not None:
+        progress = Progress(remote.progress, remote.cost_usd, remote.cost_is_estimate)
+    return Observation(
+        remote.generation_id,
+        remote.status,
+        Source.POLL,
+        result_url=remote.result_url,
+        error=remote.error,
+        progress=progress,
+    )
 
 
 async def run_poller(
@@ -115,3 +132,23 @@ async def run_poller(
             continue
         with anyio.move_on_after(next_poll_at - now):
             await health.wait_changed()
+
+
+async def run_poll_loop(
+    health: StreamHealth,
+    reconciler: Reconciler,
+    *,
+    interval_s: float,
+    provider_hint_s: Callable[[], float | None] = lambda: None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> None:
+    """For a provider with no push channel: look at its pending work every interval (or as
+    seldom as the provider asks), sooner when asked (a cancel, a new submission)."""
+    while True:
+        started = monotonic()
+        handled = health.reconcile_requests
+        await reconciler.reconcile()
+        wait_s = max(interval_s, provider_hint_s() or 0.0) - (monotonic() - started)
+        with anyio.move_on_after(max(wait_s, 0.0)):
+            while health.reconcile_requests == handled:
+                await health.wait_changed()

@@ -1,9 +1,8 @@
-"""The completion stream: what an SSE event means, and one stream session with a named ending."""
+"""A provider's push stream: one session with a named ending, and whether the stream is up."""
 
 from __future__ import annotations
 
 import enum
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -15,43 +14,10 @@ import structlog
 
 from dropreel.backoff import backoff_delay
 from dropreel.errors import AuthRefused, ProviderError
-from dropreel.lifecycle import Observation, RemoteStatus, Source
-from dropreel.ops.redact import redact
+from dropreel.lifecycle import Observation
 from dropreel.providers.base import EventFeed
-from dropreel.providers.urls import usable_result_url
-
-COMPLETED_EVENT = "media_generation_completed"
-_MAX_ERROR_CHARS = 2000
 
 log = structlog.get_logger("dropreel.events")
-
-
-def interpret(event_type: str, data: str) -> Observation | str:
-    """An event's meaning as an Observation, or the reason it is ignored."""
-    if event_type != COMPLETED_EVENT:
-        return f"unrelated event type {event_type!r}"
-    try:
-        payload = json.loads(data)
-    except json.JSONDecodeError:
-        return "data is not JSON"
-    if not isinstance(payload, dict):
-        return "data is not an object"
-    generation_id = payload.get("generation_id")
-    if not isinstance(generation_id, str) or not generation_id:
-        return "no generation_id"
-    status = RemoteStatus.parse(payload.get("status"))
-    if status is None or not status.is_terminal or status is RemoteStatus.UNKNOWN:
-        return f"status {payload.get('status')!r} is not a completion"
-    # Stream field names differ from REST: `url`, `error` (oxen-api.md, events section).
-    url = payload.get("url") or payload.get("result_url")
-    error = payload.get("error") or payload.get("error_message")
-    return Observation(
-        generation_id=generation_id,
-        status=status,
-        source=Source.EVENT,
-        result_url=usable_result_url(url),
-        error=redact(str(error))[:_MAX_ERROR_CHARS] if error else None,
-    )
 
 
 class Ending(enum.StrEnum):
@@ -142,11 +108,10 @@ async def run_session(
             health.set(True)
             health.first_attempt_done.set()
             log.info("stream connected")
-            async for event_type, data in events:
+            async for meaning in events:
                 health.events_received += 1
-                meaning = interpret(event_type, data)
                 if isinstance(meaning, str):
-                    log.debug("event ignored", reason=meaning, event_type=event_type)
+                    log.debug("event ignored", reason=meaning)
                     continue
                 await on_observation(meaning)
         return SessionEnd(Ending.CLOSED_BY_SERVER, "the server ended the stream", held())

@@ -2,81 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Collection, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import aconnect_sse
 from pydantic import SecretStr
 
-from dropreel.backoff import retry_after_seconds
-from dropreel.errors import (
-    AmbiguousAnswer,
-    AuthRefused,
-    GenerationUnknown,
-    MalformedAnswer,
-    ProviderError,
-    RangeNotSatisfiable,
-    RequestRefused,
-    ResultUrlRefused,
-    RetryableProviderError,
-)
-from dropreel.lifecycle import RemoteStatus
+from dropreel.errors import GenerationUnknown, MalformedAnswer, ProviderError
+from dropreel.lifecycle import Observation, RemoteStatus
 from dropreel.ops.redact import redact
-from dropreel.providers.base import RemoteGeneration
+from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration
+from dropreel.providers.http import ResultFetcher, json_answer, raise_for_answer
+from dropreel.providers.oxen.events import interpret
+from dropreel.providers.settle import settle_lost_post
 from dropreel.providers.streamguard import BoundedStream
 from dropreel.providers.urls import usable_result_url
 
 _MAX_MESSAGE_CHARS = 500
-
-
-def error_message(response: httpx.Response) -> str:
-    """The provider's explanation (either documented error shape, else the raw text),
-    bounded, and with our key masked: an error body may echo the request's headers."""
-    return redact(_explanation(response))
-
-
-def _explanation(response: httpx.Response) -> str:
-    try:
-        payload = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        payload = None
-    if isinstance(payload, dict):
-        error = payload.get("error")
-        if isinstance(error, dict):
-            parts = [error.get(k) for k in ("title", "detail", "message")]
-            text = ": ".join(str(p) for p in parts if p)
-            if text:
-                return text[:_MAX_MESSAGE_CHARS]
-        if isinstance(error, str) and error:
-            return error[:_MAX_MESSAGE_CHARS]
-        if payload.get("status_message"):
-            return str(payload["status_message"])[:_MAX_MESSAGE_CHARS]
-    text = response.text.strip()
-    return (text or response.reason_phrase or "no message")[:_MAX_MESSAGE_CHARS]
-
-
-def raise_for_answer(response: httpx.Response, what: str) -> None:
-    """Turn a non-2xx answer into the matching ProviderError."""
-    code = response.status_code
-    if code < 300:
-        return
-    message = error_message(response)
-    if code in (401, 403):
-        raise AuthRefused(what, code, message)
-    # Only these two prove the request was not taken; a 502/504 may come from a gateway
-    # after the provider created (and billed) what was asked.
-    if code in (429, 503):
-        retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        raise RetryableProviderError(what, code, message, retry_after)
-    if code >= 500:
-        raise AmbiguousAnswer(what, code, message)
-    if 400 <= code < 500:
-        raise RequestRefused(what, code, message)
-    raise ProviderError(what, code, message)
+# num_generations 1-4 at enqueue (oxen-api.md); no idempotency key; a push stream.
+CAPABILITIES = Capabilities(
+    push_feed=True, idempotency_keys=False, cancel=True, generations_per_request=4
+)
 
 
 def parse_generation(payload: object, what: str) -> RemoteGeneration:
@@ -100,15 +49,10 @@ def parse_generation(payload: object, what: str) -> RemoteGeneration:
     )
 
 
-def _json(response: httpx.Response, what: str) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedAnswer(f"{what}: answer is not JSON ({exc})") from None
-
-
 class OxenClient:
     """Speaks Oxen's async queue; implements the Provider and EventFeed seams."""
+
+    capabilities = CAPABILITIES
 
     def __init__(
         self,
@@ -117,25 +61,29 @@ class OxenClient:
         base_url: str,
         api_key: SecretStr,
         idle_timeout_s: float,
+        name: str = "oxen",
     ) -> None:
+        self.name = name
         self._http = http
         self._base = base_url.rstrip("/")
         self._rest = self._base + "/api/ai"
         self._key = api_key
         self._idle_timeout_s = idle_timeout_s
-        origin = urlsplit(self._base)
-        self._origin = (origin.scheme, origin.netloc)
+        self._results = ResultFetcher(http, origin_url=self._base, auth=self._auth())
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
 
-    async def enqueue(self, body: Mapping[str, Any]) -> list[RemoteGeneration]:
+    async def enqueue(
+        self, body: Mapping[str, Any], *, idempotency_key: str = ""
+    ) -> list[RemoteGeneration]:
+        # Oxen knows no idempotency key: a lost answer is settled by `recover_lost_post`.
         what = f"POST /api/ai/queue (model {body.get('model')!r})"
         response = await self._http.post(
             f"{self._rest}/queue", json=dict(body), headers=self._auth()
         )
         raise_for_answer(response, what)
-        payload = _json(response, what)
+        payload = json_answer(response, what)
         raw = payload.get("generations") if isinstance(payload, dict) else None
         if not isinstance(raw, list) or not raw:
             raise MalformedAnswer(f"{what}: answer has no generations")
@@ -149,7 +97,7 @@ class OxenClient:
             # Older docs: terminal generations leave the queue. The full record may remain.
             return await self._from_generations(generation_id, path)
         raise_for_answer(response, what)
-        return parse_generation(_json(response, what), what)
+        return parse_generation(json_answer(response, what), what)
 
     async def _from_generations(self, generation_id: str, path: str) -> RemoteGeneration:
         what = f"GET /api/ai/generations/{generation_id}"
@@ -157,7 +105,7 @@ class OxenClient:
         if response.status_code == 404:
             raise GenerationUnknown(what, 404, "not found in the queue nor in generations")
         raise_for_answer(response, what)
-        payload = _json(response, what)
+        payload = json_answer(response, what)
         inner = payload.get("generation") if isinstance(payload, dict) else None
         return parse_generation(inner if inner is not None else payload, what)
 
@@ -177,23 +125,44 @@ class OxenClient:
         if response.status_code in (404, 405, 501):
             return None
         raise_for_answer(response, what)
-        payload = _json(response, what)
+        payload = json_answer(response, what)
         raw = payload.get("generations") if isinstance(payload, dict) else None
         return raw if isinstance(raw, list) else None
 
-    async def list_active(self) -> set[str] | None:
+    async def listed(self, ids: Collection[str]) -> dict[str, RemoteGeneration] | None:
+        """The active rows among `ids` from one listing; None if there is no listing.
+
+        Only active rows count: the older API lists no result_url, so a finished generation
+        is looked up on its own.
+        """
         rows = await self._listed_rows(None)
         if rows is None:
             return None
-        # Only ids are kept: this runs over every pending generation at each reconcile.
-        active: set[str] = set()
+        wanted = ids if isinstance(ids, set | frozenset | dict) else set(ids)
+        found: dict[str, RemoteGeneration] = {}
         for item in rows:
-            if isinstance(item, dict):
-                status = RemoteStatus.parse(item.get("status"))
-                generation_id = item.get("generation_id") or item.get("id")
-                if isinstance(generation_id, str) and status is not None and not status.is_terminal:
-                    active.add(generation_id)
-        return active
+            if not isinstance(item, dict):
+                continue
+            generation_id = item.get("generation_id") or item.get("id")
+            if generation_id not in wanted:
+                continue
+            status = RemoteStatus.parse(item.get("status"))
+            if isinstance(generation_id, str) and status is not None and not status.is_terminal:
+                found[generation_id] = RemoteGeneration(generation_id, status)
+        return found
+
+    async def recover_lost_post(
+        self,
+        request: Mapping[str, Any],
+        posted_at: float,
+        *,
+        window_s: float,
+        taken: Collection[str],
+    ) -> Recovery:
+        """What a POST whose answer was lost created, found in the listing (or why not)."""
+        return settle_lost_post(
+            request, posted_at, window_s=window_s, candidates=await self.list_recent(), taken=taken
+        )
 
     async def list_recent(self) -> list[RemoteGeneration]:
         # Newer docs: filters and full rows; older: only active rows whatever the filter.
@@ -204,33 +173,13 @@ class OxenClient:
                 found.setdefault(generation.generation_id, generation)
         return list(found.values())
 
-    @asynccontextmanager
-    async def open_download(self, url: str, *, offset: int = 0) -> AsyncIterator[httpx.Response]:
-        # The bytes as served: a Content-Encoding is never expanded into the outbox.
-        headers: dict[str, str] = {"Accept-Encoding": "identity"}
-        target = urlsplit(url)
-        # Presigned URLs need no key; never send it to another host.
-        if (target.scheme, target.netloc) == self._origin:
-            headers.update(self._auth())
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-        async with self._http.stream("GET", url, headers=headers) as response:
-            if response.status_code >= 300:
-                await response.aread()
-                what = f"GET {target.path or '/'} (result download)"
-                code = response.status_code
-                if code == 416:
-                    total = response.headers.get("content-range", "").rpartition("/")[2]
-                    raise RangeNotSatisfiable(
-                        what, error_message(response), int(total) if total.isdigit() else None
-                    )
-                if 400 <= code < 500 and code != 429:
-                    raise ResultUrlRefused(what, code, error_message(response))
-                raise_for_answer(response, what)
-            yield response
+    def open_download(
+        self, url: str, *, offset: int = 0
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        return self._results.open_download(url, offset=offset)
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncIterator[tuple[str, str]]]:
+    async def connect(self) -> AsyncIterator[AsyncIterator[Observation | str]]:
         what = "GET /api/events"
         timeout = httpx.Timeout(self._http.timeout.connect, read=self._idle_timeout_s)
         async with aconnect_sse(
@@ -241,12 +190,12 @@ class OxenClient:
                 raise_for_answer(source.response, what)
                 raise ProviderError(what, source.response.status_code, "unexpected answer")
             source.response.stream = BoundedStream(source.response.stream)  # type: ignore[arg-type]
-            yield self._pairs(source.aiter_sse())
+            yield self._meanings(source.aiter_sse())
 
     @staticmethod
-    async def _pairs(events: AsyncGenerator[Any, None]) -> AsyncIterator[tuple[str, str]]:
+    async def _meanings(events: AsyncGenerator[Any, None]) -> AsyncIterator[Observation | str]:
         try:
             async for event in events:
-                yield event.event, event.data
+                yield interpret(event.event, event.data)
         finally:
             await events.aclose()

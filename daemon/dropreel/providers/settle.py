@@ -1,31 +1,20 @@
-"""Settling a POST whose answer never arrived: find what it created in the queue listing. Pure.
+"""Settling a POST whose answer never arrived: find what it created in the listing. Pure.
 
-There is no idempotency key (oxen-api.md), so resending would risk paying twice. Instead the
-generations the lost POST may have created are looked for among the caller's generations:
-same model, the same echoed parameters, enqueued while the POST could have been in flight,
-and not already known to be another job's.
+For providers without an idempotency key (Oxen: oxen-api.md), resending would risk paying
+twice. Instead the generations the lost POST may have created are looked for among the
+caller's generations: same model, the same echoed parameters, enqueued while the POST could
+have been in flight, and not already known to be another job's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from dropreel.providers.base import RemoteGeneration
+from dropreel.providers.base import Adopt, RemoteGeneration, Unsettled
 
 # Fields that steer the queue rather than the model: not echoed on generation rows.
 _NOT_ECHOED = frozenset({"model", "num_generations", "target_namespace"})
-
-
-@dataclass(frozen=True, slots=True)
-class Adopt:
-    generations: tuple[RemoteGeneration, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Unsettled:
-    reason: str
 
 
 def _same_request(request: Mapping[str, Any], row: Mapping[str, Any]) -> bool:

@@ -1,0 +1,1 @@
+"""OpenAI-compatible `/v1/videos` providers (OpenAI, Lumenfall): see openai-videos-api.md."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -90,3 +91,10 @@ def hook_lines(log: Path) -> list[dict[str, str]]:
     if not log.exists():
         return []
     return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def db_rows(database: Path, sql: str) -> list[sqlite3.Row]:
+    """Rows of the state database, read as a person would while the daemon runs."""
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+        db.row_factory = sqlite3.Row
+        return list(db.execute(sql))

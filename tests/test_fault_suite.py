@@ -11,7 +11,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ import pytest
 
 from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
-from .daemon_harness import hook_argv, hook_lines, write_config
+from .daemon_harness import db_rows, hook_argv, hook_lines, write_config
 from .test_e2e import daemon_env
 
 pytestmark = pytest.mark.e2e
@@ -116,12 +115,6 @@ class Faults(threading.Thread):
         self.simulator.options.api_key = "not-the-daemons-key"
         self.stop.wait(0.5)
         self.simulator.options.api_key = None
-
-
-def rows(database: Path, sql: str) -> list[sqlite3.Row]:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        db.row_factory = sqlite3.Row
-        return list(db.execute(sql))
 
 
 @dataclass
@@ -320,7 +313,7 @@ def check_one_daemon_per_state_folder(run: Run) -> None:
 
 
 def check_every_job_accounted_for(run: Run, posted: Counter[str]) -> Counter[str]:
-    jobs = rows(run.database, "SELECT * FROM jobs WHERE request IS NOT NULL")
+    jobs = db_rows(run.database, "SELECT * FROM jobs WHERE request IS NOT NULL")
     assert Counter(j["source_name"] for j in jobs) == Counter(
         {name: 1 for name in run.files if not name.startswith("broken")}
     )
@@ -333,9 +326,9 @@ def check_every_job_accounted_for(run: Run, posted: Counter[str]) -> Counter[str
 
 
 def check_every_generation_delivered_intact(run: Run) -> None:
-    jobs = {j["job_id"]: j for j in rows(run.database, "SELECT * FROM jobs")}
+    jobs = {j["job_id"]: j for j in db_rows(run.database, "SELECT * FROM jobs")}
     owner = {
-        g["generation_id"]: g["job_id"] for g in rows(run.database, "SELECT * FROM generations")
+        g["generation_id"]: g["job_id"] for g in db_rows(run.database, "SELECT * FROM generations")
     }
     assert set(owner) == set(run.simulator.generations), "every paid generation is known"
     for body, ids in run.simulator.enqueued:

@@ -29,6 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from dropreel_simulator.openai_videos import VideosDialect
+
 TERMINAL = ("succeeded", "failed", "cancelled")
 _SUBSCRIBER_BUFFER = 100_000
 
@@ -122,6 +124,7 @@ class Simulator:
     ambiguous_answers: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.videos = VideosDialect(self)
         self._random = random.Random(self.options.seed)
         self._subscribers: set[MemoryObjectSendStream[bytes]] = set()
         self._due: list[tuple[float, str]] = []
@@ -192,6 +195,7 @@ class Simulator:
             Route("/api/events", self._events, methods=["GET"]),
             Route("/api/repos/sim/files/{name}", self._download, methods=["GET"]),
             Route("/_sim/stats", self._stats, methods=["GET"]),
+            *self.videos.routes(),
         ]
         return Starlette(routes=routes, lifespan=self._lifespan)
 

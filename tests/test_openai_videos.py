@@ -165,6 +165,12 @@ async def test_a_mixed_inbox_goes_to_both_providers_and_every_video_is_delivered
     assert "'zz' is not a configured provider (lumenfall, oxen)" in sidecar["reason"]
     costs = db_rows(settings.database_path, "SELECT cost_usd, cost_is_estimate FROM generations")
     assert sorted(r["cost_usd"] for r in costs if r["cost_usd"] is not None) == [1.2, 1.2, 1.2]
+    assert not any(r["cost_is_estimate"] for r in costs)
+    manifest = json.loads((outbox / "pair.result.json").read_text())
+    assert (manifest["provider"], manifest["cost_usd"]) == ("lumenfall", 2.4)
+    assert [g["cost_usd"] for g in manifest["generations"]] == [1.2, 1.2]
+    oxen = json.loads((outbox / "oxen.result.json").read_text())
+    assert (oxen["provider"], oxen["cost_usd"]) == ("oxen", None)
 
 
 async def test_a_create_whose_answer_is_lost_is_sent_again_and_replayed_not_billed_twice(

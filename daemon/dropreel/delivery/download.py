@@ -230,7 +230,9 @@ def manifest(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str, Any
         "source_file": job.source_name,
         "kept_at": job.kept_path,
         "request": dict(request),
+        "provider": job.provider,
         "model": request.get("model"),
+        "cost_usd": total_cost(generations),
         "created_at": iso(job.created_at),
         "submitted_at": iso(job.submitted_at),
         "generations": [
@@ -241,6 +243,8 @@ def manifest(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str, Any
                 "file": Path(g.output_path).name if g.output_path else None,
                 "path": g.output_path,
                 "error": g.error,
+                "cost_usd": g.cost_usd,
+                "cost_is_estimate": g.cost_is_estimate,
                 "enqueued_at": iso(g.enqueued_at),
                 "completed_at": iso(g.completed_at),
                 "delivered_at": iso(g.delivered_at),
@@ -248,6 +252,12 @@ def manifest(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str, Any
             for g in generations
         ],
     }
+
+
+def total_cost(generations: Sequence[GenerationRow]) -> float | None:
+    """What the job's generations cost as far as the provider said; None if it said nothing."""
+    known = [g.cost_usd for g in generations if g.cost_usd is not None]
+    return round(sum(known), 6) if known else None
 
 
 def write_manifest(outbox: Path, job: JobRow, generations: Sequence[GenerationRow]) -> Path:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dropreel.delivery.download import generation_outcome, iso
+from dropreel.delivery.download import generation_outcome, iso, total_cost
 from dropreel.lifecycle import Phase
 from dropreel.state.records import GenerationRow, JobRow
 
@@ -47,6 +47,8 @@ def status_record(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str
         "name": job.stem,
         "source_file": job.source_name,
         "state": job.state.value,
+        "provider": job.provider,
+        "cost_usd": total_cost(generations),
         "error": job.error,
         "created_at": iso(job.created_at),
         "finished_at": iso(job.finished_at),
@@ -59,6 +61,9 @@ def status_record(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str
                 "error": g.error,
                 "hook_attempts": g.hook_attempts,
                 "hook_error": g.hook_error,
+                "progress": g.progress,
+                "cost_usd": g.cost_usd,
+                "cost_is_estimate": g.cost_is_estimate,
             }
             for g in generations
         ],
@@ -80,9 +85,11 @@ def outcome(job: JobRow, generations: Sequence[GenerationRow]) -> str:
     if not generations:
         return "-"
     succeeded = sum(1 for g in generations if generation_outcome(g) == "succeeded")
+    cost = total_cost(generations)
+    spent = f", ${cost:.2f}" if cost is not None else ""
     if job.state.value == "completed":
-        return f"{succeeded}/{len(generations)} delivered"
-    return f"{succeeded}/{len(generations)} so far"
+        return f"{succeeded}/{len(generations)} delivered{spent}"
+    return f"{succeeded}/{len(generations)} so far{spent}"
 
 
 def status_table(
@@ -122,6 +129,7 @@ def job_story(
         f"  file       {job.source_name}",
         f"  kept at    {job.kept_path or '-'}",
         f"  name       {job.stem}",
+        f"  provider   {job.provider}",
         f"  request    {json.dumps(dict(job.request or {}), ensure_ascii=False)}",
         f"  created    {iso(job.created_at)}",
         f"  submitted  {iso(job.submitted_at) or '-'}",
@@ -136,6 +144,11 @@ def job_story(
             f"  output     {g.output_path or '-'}",
             f"  attempts   downloads {g.download_attempts}, hooks {g.hook_attempts}",
         ]
+        if g.progress is not None and g.phase is Phase.WAITING:
+            lines.append(f"  progress   {g.progress}%")
+        if g.cost_usd is not None:
+            estimate = " (estimate)" if g.cost_is_estimate else ""
+            lines.append(f"  cost       ${g.cost_usd:.2f}{estimate}")
         if g.error:
             lines.append(f"  error      {g.error}")
         if g.hook_error:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from dropreel.errors import JobFileRejected
 from dropreel.intake.jobs import (
     MAX_JOB_FILE_BYTES,
+    Routes,
     is_candidate_name,
     is_ignored_name,
     parse_job_file,
@@ -143,3 +145,41 @@ def test_a_byte_order_mark_is_not_part_of_the_job(name: str, text: str) -> None:
     request = parse_job_file(name, b"\xef\xbb\xbf" + text.encode(), MODEL)
     assert request.body["prompt"] == "p"
     json.dumps(request.body, allow_nan=False).encode("utf-8")
+
+
+ROUTES = Routes({"oxen": "oxen-model", "lumenfall": "sora-2-pro"}, "oxen")
+
+
+def test_the_dropreel_table_picks_the_provider_and_is_never_sent() -> None:
+    data = b'{"prompt": "p", "dropreel": {"provider": "lumenfall", "image": "cat.png"}}'
+    request = parse_job_file("a.json", data, ROUTES)
+    assert (request.provider, request.image) == ("lumenfall", "cat.png")
+    assert request.body == {"prompt": "p", "model": "sora-2-pro"}
+
+
+def test_without_a_dropreel_table_a_job_goes_to_the_default_provider() -> None:
+    request = parse_job_file("a.toml", b'prompt = "p"\n', ROUTES)
+    assert (request.provider, request.image, request.body["model"]) == ("oxen", None, "oxen-model")
+
+
+def test_an_image_job_needs_no_prompt() -> None:
+    request = parse_job_file("a.json", b'{"dropreel": {"image": "cat.png"}}', ROUTES)
+    assert request.image == "cat.png"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (
+            b'{"prompt": "p", "dropreel": {"provider": "zz"}}',
+            "'zz' is not a configured provider (lumenfall, oxen)",
+        ),
+        (b'{"prompt": "p", "dropreel": "lumenfall"}', "dropreel must be a table of options"),
+        (b'{"prompt": "p", "dropreel": {"provder": "x"}}', "unknown option 'provder'"),
+        (b'{"prompt": "p", "dropreel": {"image": "../x.png"}}', "plain file name"),
+        (b'{"prompt": "p", "dropreel": {"image": "x.gif"}}', ".png, .jpg, .jpeg or .webp"),
+    ],
+)
+def test_a_bad_dropreel_table_refuses_the_file_with_the_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(JobFileRejected, match=re.escape(reason)):
+        parse_job_file("a.json", data, ROUTES)

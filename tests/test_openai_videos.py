@@ -3,10 +3,12 @@ beside Oxen against the simulator's `/v1/videos` dialect."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -18,6 +20,7 @@ from dropreel.providers.openai_videos.client import OpenAIVideosClient
 from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import db_rows, drop_job, hook_argv, hook_lines, run_daemon, settings_for
+from .test_assets import JPEG, PNG, WEBP
 
 CONTENT = "https://api.test/v1/videos/{id}/content"
 
@@ -216,3 +219,76 @@ async def test_a_refused_create_fails_the_job_with_the_providers_reason(
     sidecar = json.loads((tmp_path / "failed" / "bad.json.error.json").read_text())
     assert "MODEL_NOT_FOUND" in sidecar["reason"] or "model not found" in sidecar["reason"]
     assert simulator.videos.created == []
+
+
+def image_job(provider: str, image: str, prompt: str = "make it move") -> str:
+    return json.dumps({"prompt": prompt, "dropreel": {"provider": provider, "image": image}})
+
+
+async def test_a_local_image_goes_to_each_provider_as_its_image_input(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = both_providers(tmp_path, simulator)
+    inbox = tmp_path / "inbox"
+    (inbox).mkdir(parents=True)
+    (inbox / "cat.png").write_bytes(PNG)
+    (inbox / "dog.jpg").write_bytes(JPEG)
+    (inbox / "unused.webp").write_bytes(WEBP)
+    drop_job(inbox, "cat-video.json", image_job("lumenfall", "cat.png"))
+    drop_job(inbox, "dog-video.json", image_job("oxen", "dog.jpg"))
+
+    await run_daemon(settings)
+
+    ((body, video_id),) = simulator.videos.created
+    assert body["input_reference"] == ("cat.png", "image/png", PNG)
+    assert body["prompt"] == "make it move" and "dropreel" not in body
+    ((oxen_body, _),) = simulator.enqueued
+    assert oxen_body["input_image"] == "data:image/jpeg;base64," + base64.b64encode(JPEG).decode()
+    assert (tmp_path / "outbox" / "cat-video.mp4").read_bytes() == simulator.videos.content(
+        video_id
+    )
+    kept = sorted(p.name.split("-", 1)[1] for p in (tmp_path / "state" / "accepted").iterdir())
+    assert kept == ["cat-video.json", "cat.png", "dog-video.json", "dog.jpg"]
+    # An image no job named stays where it is, and does not keep the daemon busy.
+    assert sorted(p.name for p in inbox.iterdir()) == ["unused.webp"]
+
+
+async def test_a_job_waits_for_its_image_then_is_refused_with_the_reason(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = both_providers(tmp_path, simulator, inbox={"asset_wait_s": 0.5})
+    inbox = tmp_path / "inbox"
+    drop_job(inbox, "never.json", image_job("lumenfall", "missing.png"))
+    drop_job(inbox, "fake.json", image_job("oxen", "fake.png"))
+    (inbox / "fake.png").write_text("this is a prompt, not a picture")
+
+    await run_daemon(settings)
+
+    never = json.loads((tmp_path / "failed" / "never.json.error.json").read_text())
+    assert never["reason"] == "dropreel.image 'missing.png' did not arrive in the inbox within 0.5s"
+    fake = json.loads((tmp_path / "failed" / "fake.json.error.json").read_text())
+    assert fake["reason"] == "dropreel.image: fake.png is not a PNG, JPEG or WebP image"
+    assert simulator.videos.created == [] and simulator.enqueued == []
+
+
+async def test_an_image_that_arrives_after_its_job_is_used(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = both_providers(tmp_path, simulator, inbox={"asset_wait_s": 30})
+    inbox = tmp_path / "inbox"
+    drop_job(inbox, "late.json", image_job("lumenfall", "late.png"))
+
+    async def image_later() -> None:
+        await anyio.sleep(0.8)
+        aside = inbox / ".late.png.tmp"
+        aside.write_bytes(PNG)
+        aside.rename(inbox / "late.png")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(image_later)
+        # A job waiting for its image is not idle: the run lasts until it is delivered.
+        await run_daemon(settings)
+
+    ((body, _),) = simulator.videos.created
+    assert body["input_reference"] == ("late.png", "image/png", PNG)
+    assert (tmp_path / "outbox" / "late.mp4").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,27 +15,28 @@ from dropreel.lifecycle import JobState
 from dropreel.state.store import Store
 from dropreel_simulator.oxen import Simulator
 
-from .daemon_harness import run_daemon, settings_for
+from .daemon_harness import drop_job, run_daemon, settings_for
+from .test_assets import PNG
 from .test_service import stranded_post
 
 pytestmark = pytest.mark.e2e
 
 
-def retry_command(settings: Settings) -> list[str]:
+def retry_command(settings: Settings, job: str = "stranded") -> list[str]:
     return [
         sys.executable,
         "-m",
         "dropreel",
         "retry",
-        "stranded",
+        job,
         "--config",
         str(settings.config_file),
     ]
 
 
-def retry(settings: Settings) -> subprocess.CompletedProcess[str]:
+def retry(settings: Settings, job: str = "stranded") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        retry_command(settings), capture_output=True, text=True, timeout=60, check=False
+        retry_command(settings, job), capture_output=True, text=True, timeout=60, check=False
     )
 
 
@@ -109,3 +111,25 @@ async def test_a_retry_cut_short_after_it_was_recorded_is_finished_by_the_next(
     assert finished.returncode == 0, finished.stderr
     assert inbox_files(settings) == ["stranded.json"]
     assert retry(settings).returncode == 1
+
+
+async def test_a_retried_job_gets_its_image_back_in_the_inbox(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    settings = settings_for(tmp_path, simulator)
+    inbox = settings.inbox_dir
+    inbox.mkdir(parents=True)
+    (inbox / "cat.png").write_bytes(PNG)
+    drop_job(
+        inbox, "cat.json", json.dumps({"model": "bad-model", "dropreel": {"image": "cat.png"}})
+    )
+    await run_daemon(settings)
+    async with Store.open(settings.database_path, read_only=True) as store:
+        [job] = await store.jobs()
+    assert job.state is JobState.FAILED and inbox_files(settings) == []
+
+    retried = retry(settings, job.job_id)
+
+    assert retried.returncode == 0, retried.stderr
+    assert inbox_files(settings) == ["cat.json", "cat.png"]
+    assert (inbox / "cat.png").read_bytes() == PNG

@@ -123,6 +123,8 @@ class InboxSettings(_Section):
     # a file is taken only once its size and time have not changed for this long.
     stable_s: float = Field(10.0, ge=0)
     rescan_interval_s: float = Field(30.0, gt=0)
+    # A job naming an image (dropreel.image) waits this long for it to arrive in the inbox.
+    asset_wait_s: float = Field(60.0, ge=0)
     force_polling: bool = False
 
 

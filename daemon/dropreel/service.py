@@ -41,6 +41,7 @@ from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
 from dropreel.providers.registry import Connected
+from dropreel.state.records import JobRow
 from dropreel.state.store import Store
 from dropreel.submission.submitter import Submitter
 from dropreel.tracking.matching import Matcher
@@ -149,6 +150,7 @@ class Daemon:
             settle_s=settings.inbox.settle_s,
             on_accepted=self._submit_send.send,
             stable_s=settings.inbox.stable_s,
+            asset_wait_s=settings.inbox.asset_wait_s,
         )
         self.notifier = notifier or Notifier(environ={})
         self._group: TaskGroup | None = None
@@ -426,7 +428,7 @@ class Daemon:
         await anyio.to_thread.run_sync(finish_failed_moves, self.settings.failed_dir)
         await anyio.to_thread.run_sync(sweep_move_temps, self.settings.accepted_dir)
         for job in await self.store.jobs([JobState.CLAIMING]):
-            await self._finish_claim(job.job_id, job.source_path, job.kept_path)
+            await self._finish_claim(job)
         # After the claims above are settled, so each accepted job is queued exactly once.
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self._submit_send.send(job.job_id)
@@ -451,18 +453,22 @@ class Daemon:
         for job_id in await self.store.jobs_ready_to_complete():
             await self.completion.complete_if_done(job_id)
 
-    async def _finish_claim(self, job_id: str, source: str, kept: str | None) -> None:
-        """A crash came between recording a claim and moving its file: finish the move."""
+    async def _finish_claim(self, job: JobRow) -> None:
+        """A crash came between recording a claim and moving its files: finish the moves."""
 
-        def settle() -> bool:
-            return bool(kept) and settle_move(Path(source), Path(str(kept)))
+        def settle() -> str | None:
+            if not job.kept_path or not settle_move(Path(job.source_path), Path(job.kept_path)):
+                return "the job file vanished while being claimed"
+            image = (job.image_source, job.image_path)
+            if image[0] and image[1] and not settle_move(Path(image[0]), Path(image[1])):
+                return "its image vanished while being claimed"
+            return None
 
-        if await anyio.to_thread.run_sync(settle):
-            await self.store.set_job_state(job_id, JobState.ACCEPTED)
+        problem = await anyio.to_thread.run_sync(settle)
+        if problem is None:
+            await self.store.set_job_state(job.job_id, JobState.ACCEPTED)
         else:
-            await self.store.set_job_state(
-                job_id, JobState.FAILED, error="the job file vanished while being claimed"
-            )
+            await self.store.set_job_state(job.job_id, JobState.FAILED, error=problem)
 
     # ---- observations -----------------------------------------------------------------
 

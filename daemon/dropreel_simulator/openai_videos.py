@@ -47,6 +47,7 @@ class VideosOptions:
 @dataclass
 class SimVideo:
     video_id: str
+    # The create's fields; an uploaded input_reference as (file name, media type, bytes).
     body: dict[str, Any]
     created_at: float
     ready_at: float
@@ -99,10 +100,9 @@ class VideosDialect:
     async def _create(self, request: Request) -> Response:
         if (refused := self._gate(request, "video-create")) is not None:
             return refused
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "INVALID_REQUEST", "body is not JSON")
+        body = await _create_body(request)
+        if body is None:
+            return _error(400, "INVALID_REQUEST", "body is neither JSON nor a multipart form")
         if not isinstance(body, dict) or not isinstance(body.get("prompt"), str):
             return _error(400, "INVALID_REQUEST", "prompt is required")
         model = body.get("model")
@@ -258,6 +258,25 @@ class VideosDialect:
                 "message": "the simulated upstream failed",
             }
         return view
+
+
+async def _create_body(request: Request) -> dict[str, Any] | None:
+    """A create's fields, sent as JSON or (with a file) as multipart/form-data."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        body: dict[str, Any] = {}
+        # As a context: the uploaded files' spools are closed when it ends.
+        async with request.form() as form:
+            for key, value in form.multi_items():
+                if isinstance(value, str):
+                    body[key] = value
+                else:
+                    body[key] = (value.filename, value.content_type, await value.read())
+        return body
+    try:
+        payload = await request.json()
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

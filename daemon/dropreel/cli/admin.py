@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
 from dropreel.fs.layout import overlap_problem
-from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, stage_copy
+from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, same_content, stage_copy
 from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
@@ -80,6 +80,10 @@ async def retry(settings: Settings, prefix: str) -> str:
         if kept is None or not kept.is_file():
             raise CommandError(f"job {job.job_id}'s file is gone ({job.kept_path})")
         inbox = settings.inbox_dir
+        if job.image_path and job.image_source:
+            await anyio.to_thread.run_sync(
+                _restore_image, Path(job.image_path), inbox / Path(job.image_source).name
+            )
         # The copy waits under a hidden name (the daemon ignores those) until the retry is
         # recorded: only the winner of the compare-and-set lets it into the inbox, and a
         # crash in between leaves the copy for the next `retry` to finish placing.
@@ -95,6 +99,23 @@ async def retry(settings: Settings, prefix: str) -> str:
         if placed != target:
             await store.mark_retried_as(job.job_id, str(placed))
     return str(placed)
+
+
+def _restore_image(kept: Path, target: Path) -> None:
+    """Put a job's image back in the inbox under the name its job file gives it."""
+    if not kept.is_file():
+        raise CommandError(f"its image is gone ({kept})")
+    if lexists(target):
+        if same_content(kept, target):
+            return
+        raise CommandError(f"{target} is another file; move it aside to retry this job")
+    staged = stage_copy(kept, target.parent, prefix=".dropreel-retry-image-")
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        raise CommandError(f"{target} appeared meanwhile; move it aside to retry") from None
+    finally:
+        staged.unlink()
 
 
 def _retry_prefix(job_id: str) -> str:

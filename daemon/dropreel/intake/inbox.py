@@ -18,8 +18,10 @@ import watchfiles
 from dropreel.errors import JobFileRejected
 from dropreel.fs.moves import move_durably, move_to_failed
 from dropreel.fs.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
+from dropreel.intake.assets import MAX_IMAGE_BYTES, AssetWaits, image_problem, is_asset_name
 from dropreel.intake.jobs import (
     MAX_JOB_FILE_BYTES,
+    JobRequest,
     Routes,
     is_candidate_name,
     is_ignored_name,
@@ -60,8 +62,9 @@ def read_job_file(
     settle_s: float,
     now: float,
     unchanged_long_enough: Callable[[os.stat_result], bool] = lambda _: True,
+    max_bytes: int = MAX_JOB_FILE_BYTES,
 ) -> bytes:
-    """A job file's bytes; refuses anything that is not a small regular file.
+    """A job file's bytes (or an image's); refuses anything that is not a small regular file.
 
     A file another process still has open for writing is left for later; where that cannot
     be asked, `unchanged_long_enough` decides.
@@ -82,7 +85,7 @@ def read_job_file(
         if writing or (writing is None and not unchanged_long_enough(opened)):
             raise _NotYet
         chunks: list[bytes] = []
-        remaining = MAX_JOB_FILE_BYTES + 1
+        remaining = max_bytes + 1
         while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 16))):
             chunks.append(chunk)
             remaining -= len(chunk)
@@ -130,21 +133,30 @@ class Inbox:
         settle_s: float,
         on_accepted: Callable[[str], Awaitable[None]],
         stable_s: float = 0.0,
+        asset_wait_s: float = 60.0,
     ) -> None:
         self._folders = folders
         self._store = store
         self._routes = Routes.single(routes) if isinstance(routes, str) else routes
         self._settle_s = settle_s
         self._stability = StabilityWatch(stable_s)
+        self._asset_waits = AssetWaits(asset_wait_s)
         self._on_accepted = on_accepted
         self._scan_lock = anyio.Lock()
         self.accepted_count = 0
         self.rejected_count = 0
 
     def waiting_names(self) -> list[str]:
-        """Names in the inbox that are (or will be) job files to take."""
+        """Names in the inbox that are (or will be) job files to take. Images are not: they
+        wait for a job to name them."""
         with os.scandir(self._folders.inbox) as entries:
-            return sorted(e.name for e in entries if not is_ignored_name(e.name))
+            return sorted(
+                e.name for e in entries if not is_ignored_name(e.name) and not is_asset_name(e.name)
+            )
+
+    def asset_wait_due(self) -> float | None:
+        """When (monotonic) a job waiting for its image must be looked at again, if any."""
+        return self._asset_waits.next_due()
 
     async def scan(self) -> bool:
         """Take every file in the inbox now; True if some were left to settle."""
@@ -174,6 +186,8 @@ class Inbox:
                     shown, "not a job file: the name must end .json, .toml or .txt"
                 )
             request = parse_job_file(shown, data, self._routes)
+            if request.image is not None and not await self._image_ready(name, request.image):
+                return True  # waits for its image; the watch comes back at the deadline
         except _NotYet:
             return False
         except _Vanished:
@@ -181,25 +195,63 @@ class Inbox:
             return True
         except JobFileRejected as rejected:
             self._stability.forget(name)
+            self._asset_waits.forget(name)
             await self._reject(path, rejected.reason)
             return True
         self._stability.forget(name)
-        await self._accept(path, dict(request.body), request.provider)
+        self._asset_waits.forget(name)
+        await self._accept(path, request)
         return True
 
-    async def _accept(self, path: Path, body: dict[str, object], provider: str) -> None:
+    async def _image_ready(self, job_file: str, image: str) -> bool:
+        """Whether the image a job names is in the inbox and usable; False while it has not
+        arrived (within inbox.asset_wait_s). Raises JobFileRejected saying why it cannot be
+        used, or that it never came."""
+        path = self._folders.inbox / image
+        try:
+            data = await anyio.to_thread.run_sync(
+                lambda: read_job_file(
+                    path,
+                    settle_s=self._settle_s,
+                    now=time.time(),
+                    unchanged_long_enough=lambda info: self._stability.settled(
+                        image, info, time.monotonic()
+                    ),
+                    max_bytes=MAX_IMAGE_BYTES,
+                )
+            )
+        except _Vanished:
+            if self._asset_waits.expired(job_file, time.monotonic()):
+                raise JobFileRejected(
+                    job_file,
+                    f"dropreel.image {image!r} did not arrive in the inbox within "
+                    f"{self._asset_waits.wait_s:g}s",
+                ) from None
+            return False
+        except JobFileRejected as refused:
+            raise JobFileRejected(job_file, f"dropreel.image {refused.reason}") from None
+        problem = image_problem(displayable(image), data)
+        if problem is not None:
+            raise JobFileRejected(job_file, f"dropreel.image: {problem}")
+        return True
+
+    async def _accept(self, path: Path, request: JobRequest) -> None:
         job_id = new_job_id()
         shown = displayable(path.name)
         stem = await self._free_stem(safe_stem(path.name))
         kept = self._folders.accepted / f"{job_id}-{printable(path.name)}"
+        image = self._folders.inbox / request.image if request.image else None
+        kept_image = self._folders.accepted / f"{job_id}-{printable(image.name)}" if image else None
         await self._store.begin_claim(
             job_id=job_id,
             source_name=shown,
             source_path=displayable(str(path)),
             kept_path=str(kept),
             stem=stem,
-            request=body,
-            provider=provider,
+            request=dict(request.body),
+            provider=request.provider,
+            image_source=str(image) if image else None,
+            image_path=str(kept_image) if kept_image else None,
         )
         try:
             await anyio.to_thread.run_sync(move_durably, path, kept)
@@ -210,6 +262,15 @@ class Inbox:
             )
             log.error("cannot claim a job file", file=shown, error=str(exc))
             return
+        if image is not None and kept_image is not None:
+            try:
+                # The image goes with the job that names it, and is kept beside its file.
+                await anyio.to_thread.run_sync(move_durably, image, kept_image)
+            except OSError as exc:
+                reason = f"could not move its image {image.name} out of the inbox: {exc}"
+                await self._store.set_job_state(job_id, JobState.FAILED, error=reason)
+                log.error("cannot claim a job's image", file=shown, error=str(exc))
+                return
         await self._store.set_job_state(job_id, JobState.ACCEPTED)
         self.accepted_count += 1
         log.info("job accepted", job_id=job_id, file=shown, stem=stem)
@@ -309,7 +370,11 @@ class Inbox:
             yield_on_timeout=True,
             force_polling=force_polling,
         ):
-            due = time.monotonic() - last_scan >= rescan_interval_s
+            now = time.monotonic()
+            asset_due = self.asset_wait_due()
+            due = now - last_scan >= rescan_interval_s or (
+                asset_due is not None and now >= asset_due
+            )
             if changes or unsettled or due or not watching_since_scan:
                 unsettled = await self.scan()
                 last_scan = time.monotonic()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dropreel.errors import JobFileRejected
+from dropreel.intake.assets import image_name_problem
 from dropreel.intake.jsonvalues import json_problem
 
 MAX_JOB_FILE_BYTES = 1024 * 1024
@@ -52,6 +53,8 @@ class JobRequest:
 
     body: Mapping[str, Any]
     provider: str = "oxen"
+    # The name of an image beside the job file in the inbox, sent as the image input.
+    image: str | None = None
 
     @property
     def num_generations(self) -> int:
@@ -81,24 +84,25 @@ def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
         body = _object_from_structured(name, text, suffix)
     if isinstance(routes, str):
         routes = Routes.single(routes)
-    provider = _provider_from_options(name, body.pop(OPTIONS_KEY, None), routes)
-    return _complete(name, body, routes.default_models[provider], provider)
-
-
-def _provider_from_options(name: str, options: object, routes: Routes) -> str:
-    """The provider the job's `dropreel` table names (the default if none)."""
-    if options is None:
-        return routes.default_provider
-    if not isinstance(options, dict):
+    options = body.pop(OPTIONS_KEY, None)
+    if options is not None and not isinstance(options, dict):
         raise JobFileRejected(name, f"{OPTIONS_KEY} must be a table of options")
-    unknown = sorted(set(options) - {"provider"})
-    if "image" in unknown:
-        raise JobFileRejected(
-            name, f"{OPTIONS_KEY}.image: local image inputs are not supported yet"
-        )
+    provider = _provider_from_options(name, options or {}, routes)
+    image = (options or {}).get("image")
+    if image is not None and (problem := image_name_problem(image)) is not None:
+        raise JobFileRejected(name, f"{OPTIONS_KEY}.image {problem}")
+    request = _complete(
+        name, body, routes.default_models[provider], provider, has_image=image is not None
+    )
+    return JobRequest(request.body, provider, image)
+
+
+def _provider_from_options(name: str, options: Mapping[str, Any], routes: Routes) -> str:
+    """The provider the job's `dropreel` table names (the default if none)."""
+    unknown = sorted(set(options) - {"provider", "image"})
     if unknown:
         raise JobFileRejected(
-            name, f"{OPTIONS_KEY}: unknown option {unknown[0]!r} (known: provider)"
+            name, f"{OPTIONS_KEY}: unknown option {unknown[0]!r} (known: image, provider)"
         )
     provider = options.get("provider", routes.default_provider)
     if provider not in routes.default_models:
@@ -151,7 +155,9 @@ def _depth(value: object, level: int = 0) -> int:
     return level
 
 
-def _complete(name: str, body: dict[str, Any], default_model: str, provider: str) -> JobRequest:
+def _complete(
+    name: str, body: dict[str, Any], default_model: str, provider: str, *, has_image: bool = False
+) -> JobRequest:
     model = body.get("model", default_model)
     if not isinstance(model, str) or not model.strip():
         raise JobFileRejected(name, "model must be a non-empty string")
@@ -161,6 +167,10 @@ def _complete(name: str, body: dict[str, Any], default_model: str, provider: str
     prompt = body.get("prompt")
     if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
         raise JobFileRejected(name, "prompt must be a non-empty string")
-    if prompt is None and not any(k in body for k in ("input_image", "input_video")):
+    if (
+        prompt is None
+        and not has_image
+        and not any(k in body for k in ("input_image", "input_video"))
+    ):
         raise JobFileRejected(name, "no prompt (and no input_image or input_video)")
     return JobRequest(body={**body, "model": model}, provider=provider)

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from dropreel.intake.assets import ImageInput
 from dropreel.lifecycle import Observation, RemoteStatus
 
 
@@ -74,9 +75,10 @@ class Provider(Protocol):
     capabilities: Capabilities
 
     async def enqueue(
-        self, body: Mapping[str, Any], *, idempotency_key: str
+        self, body: Mapping[str, Any], *, idempotency_key: str, image: ImageInput | None = None
     ) -> list[RemoteGeneration]:
-        """Create the generations a job asks for. Raises on anything but success."""
+        """Create the generations a job asks for, sending `image` as the provider's image
+        input. Raises on anything but success."""
         ...
 
     async def get(self, generation_id: str) -> RemoteGeneration:

@@ -11,7 +11,7 @@ import aiosqlite
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE jobs (
@@ -32,7 +32,9 @@ CREATE TABLE jobs (
     manifest_path TEXT,
     generation_count INTEGER,
     retried_as    TEXT,
-    provider      TEXT
+    provider      TEXT,
+    image_source  TEXT,
+    image_path    TEXT
 );
 CREATE INDEX jobs_state ON jobs (state);
 CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
@@ -88,6 +90,11 @@ MIGRATIONS = (
         "ALTER TABLE generations ADD COLUMN cost_usd REAL",
         "ALTER TABLE generations ADD COLUMN cost_is_estimate INTEGER NOT NULL DEFAULT 0",
     ),
+    # 4: the image a job sends: where it was in the inbox, and where it is kept.
+    (
+        "ALTER TABLE jobs ADD COLUMN image_source TEXT",
+        "ALTER TABLE jobs ADD COLUMN image_path TEXT",
+    ),
 )
 
 # Jobs recorded before providers had names all went to Oxen.
@@ -115,6 +122,8 @@ class JobRow:
     generation_count: int | None = None
     retried_as: str | None = None
     provider: str = LEGACY_PROVIDER
+    image_source: str | None = None
+    image_path: str | None = None
 
 
 def expected_generations(job: JobRow) -> int:
@@ -167,6 +176,8 @@ def job_from(row: aiosqlite.Row) -> JobRow:
         generation_count=row["generation_count"],
         retried_as=row["retried_as"],
         provider=row["provider"] or LEGACY_PROVIDER,
+        image_source=row["image_source"],
+        image_path=row["image_path"],
     )
 
 

@@ -248,13 +248,17 @@ class Store:
         stem: str,
         request: Mapping[str, Any],
         provider: str = LEGACY_PROVIDER,
+        image_source: str | None = None,
+        image_path: str | None = None,
     ) -> None:
-        """Record a job before its file leaves the inbox, so a crash mid-move is recoverable."""
+        """Record a job before its file (and image) leave the inbox, so a crash mid-move is
+        recoverable."""
         now = time.time()
         async with self._transaction() as db:
             await db.execute(
                 "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem, request,"
-                " state, created_at, updated_at, provider) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " state, created_at, updated_at, provider, image_source, image_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     source_name,
@@ -266,6 +270,8 @@ class Store:
                     now,
                     now,
                     provider,
+                    image_source,
+                    image_path,
                 ),
             )
             await self._log(db, job_id, "claiming", source_path)

@@ -15,6 +15,7 @@ from dropreel.clock import process_clock
 from dropreel.config import Settings
 from dropreel.errors import AuthRefused, DropreelError, RequestRefused, RetryableProviderError
 from dropreel.fs.moves import move_to_failed
+from dropreel.intake.assets import ImageInput, image_media_type
 from dropreel.lifecycle import JobState, Observation
 from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
@@ -71,14 +72,25 @@ class Submitter:
         tracker = await self._tracker_or_refuse(job)
         if tracker is None:
             return
+        image: ImageInput | None = None
+        if job.image_path is not None:
+            read = await anyio.to_thread.run_sync(kept_image, Path(job.image_path))
+            if isinstance(read, str):
+                await self.refuse(job, read)
+                return
+            image = read
         # One stream before the first POST: its events must have somewhere to go.
         await tracker.health.first_attempt_done.wait()
-        early = await self._send(job, job.request, tracker)
+        early = await self._send(job, job.request, tracker, image)
         for observed in early or []:
             await self._observe(observed)
 
     async def _send(
-        self, job: JobRow, request: Mapping[str, Any], tracker: Tracker
+        self,
+        job: JobRow,
+        request: Mapping[str, Any],
+        tracker: Tracker,
+        image: ImageInput | None = None,
     ) -> list[Observation] | None:
         """POST until the answer is recorded, the job refused, or its POST left to settle;
         events that came before the answer."""
@@ -100,7 +112,7 @@ class Submitter:
                 with anyio.CancelScope(shield=True):
                     self._counters.posts += 1
                     generations = await provider.enqueue(
-                        request, idempotency_key=idempotency_key(job.job_id)
+                        request, idempotency_key=idempotency_key(job.job_id), image=image
                     )
                     early = await self._record(job, generations)
             except RequestRefused as exc:
@@ -272,6 +284,19 @@ class Submitter:
                     retry_in_s=round(delay, 2),
                 )
                 await anyio.sleep(delay)
+
+
+def kept_image(path: Path) -> ImageInput | str:
+    """The image a job sends, read from where it is kept; or why it cannot be sent."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return f"its image {path.name} cannot be read: {exc.strerror}"
+    media_type = image_media_type(data)
+    if media_type is None:
+        return f"its image {path.name} is not a PNG, JPEG or WebP image any more"
+    # Kept as `<job id>-<name>`: the provider sees the name it was dropped with.
+    return ImageInput(path.name.split("-", 1)[-1], media_type, data)
 
 
 def idempotency_key(job_id: str) -> str:

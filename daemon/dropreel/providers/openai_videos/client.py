@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -12,6 +13,7 @@ import httpx
 from pydantic import SecretStr
 
 from dropreel.errors import GenerationUnknown, RequestRefused
+from dropreel.intake.assets import ImageInput
 from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration
 from dropreel.providers.http import ResultFetcher, json_answer, raise_for_answer
 from dropreel.providers.openai_videos.answers import page_of, parse_video, poll_after_s
@@ -61,7 +63,7 @@ class OpenAIVideosClient:
             self.poll_after_s = hint
 
     async def enqueue(
-        self, body: Mapping[str, Any], *, idempotency_key: str
+        self, body: Mapping[str, Any], *, idempotency_key: str, image: ImageInput | None = None
     ) -> list[RemoteGeneration]:
         """One create per video asked for (`num_generations`, default 1).
 
@@ -75,14 +77,16 @@ class OpenAIVideosClient:
         for index in range(1, count + 1):
             key = f"{idempotency_key}-{index}" if count > 1 else idempotency_key
             try:
-                made.append(await self._create(request, key))
+                made.append(await self._create(request, key, image))
             except RequestRefused:
                 if not made:
                     raise
                 return made
         return made
 
-    async def _create(self, request: Mapping[str, Any], key: str) -> RemoteGeneration:
+    async def _create(
+        self, request: Mapping[str, Any], key: str, image: ImageInput | None
+    ) -> RemoteGeneration:
         what = f"POST /videos (model {request.get('model')!r})"
         payload = dict(request)
         headers = dict(self._auth)
@@ -90,7 +94,17 @@ class OpenAIVideosClient:
             headers["Idempotency-Key"] = key
             if self._key_field:
                 payload[self._key_field] = key
-        response = await self._http.post(f"{self._base}/videos", json=payload, headers=headers)
+        url = f"{self._base}/videos"
+        if image is None:
+            response = await self._http.post(url, json=payload, headers=headers)
+        else:
+            # A file goes as multipart/form-data, `input_reference` (both services).
+            response = await self._http.post(
+                url,
+                data={k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items()},
+                files={"input_reference": (image.name, image.data, image.media_type)},
+                headers=headers,
+            )
         raise_for_answer(response, what)
         return self._video(json_answer(response, what), what)
 

@@ -12,6 +12,7 @@ from httpx_sse import aconnect_sse
 from pydantic import SecretStr
 
 from dropreel.errors import GenerationUnknown, MalformedAnswer, ProviderError
+from dropreel.intake.assets import ImageInput
 from dropreel.lifecycle import Observation, RemoteStatus
 from dropreel.ops.redact import redact
 from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration
@@ -75,9 +76,12 @@ class OxenClient:
         return {"Authorization": f"Bearer {self._key.get_secret_value()}"}
 
     async def enqueue(
-        self, body: Mapping[str, Any], *, idempotency_key: str = ""
+        self, body: Mapping[str, Any], *, idempotency_key: str = "", image: ImageInput | None = None
     ) -> list[RemoteGeneration]:
         # Oxen knows no idempotency key: a lost answer is settled by `recover_lost_post`.
+        if image is not None:
+            # A data: URI where a URL is expected (oxen-api.md, image inputs).
+            body = {**body, "input_image": image.data_uri()}
         what = f"POST /api/ai/queue (model {body.get('model')!r})"
         response = await self._http.post(
             f"{self._rest}/queue", json=dict(body), headers=self._auth()

@@ -167,20 +167,25 @@ class Inbox:
                 unsettled |= not await self._take(name)
             return unsettled
 
+    async def _read(self, name: str, max_bytes: int) -> bytes:
+        """A file of the inbox, once its writer is done with it (see read_job_file)."""
+        return await anyio.to_thread.run_sync(
+            lambda: read_job_file(
+                self._folders.inbox / name,
+                settle_s=self._settle_s,
+                now=time.time(),
+                unchanged_long_enough=lambda info: self._stability.settled(
+                    name, info, time.monotonic()
+                ),
+                max_bytes=max_bytes,
+            )
+        )
+
     async def _take(self, name: str) -> bool:
         path = self._folders.inbox / name
         shown = displayable(name)
         try:
-            data = await anyio.to_thread.run_sync(
-                lambda: read_job_file(
-                    path,
-                    settle_s=self._settle_s,
-                    now=time.time(),
-                    unchanged_long_enough=lambda info: self._stability.settled(
-                        name, info, time.monotonic()
-                    ),
-                )
-            )
+            data = await self._read(name, MAX_JOB_FILE_BYTES)
             if not is_candidate_name(name):
                 raise JobFileRejected(
                     shown, "not a job file: the name must end .json, .toml or .txt"
@@ -207,19 +212,8 @@ class Inbox:
         """Whether the image a job names is in the inbox and usable; False while it has not
         arrived (within inbox.asset_wait_s). Raises JobFileRejected saying why it cannot be
         used, or that it never came."""
-        path = self._folders.inbox / image
         try:
-            data = await anyio.to_thread.run_sync(
-                lambda: read_job_file(
-                    path,
-                    settle_s=self._settle_s,
-                    now=time.time(),
-                    unchanged_long_enough=lambda info: self._stability.settled(
-                        image, info, time.monotonic()
-                    ),
-                    max_bytes=MAX_IMAGE_BYTES,
-                )
-            )
+            data = await self._read(image, MAX_IMAGE_BYTES)
         except _Vanished:
             if self._asset_waits.expired(job_file, time.monotonic()):
                 raise JobFileRejected(

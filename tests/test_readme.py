@@ -47,7 +47,14 @@ def test_the_demo_command_runs_the_whole_pipeline() -> None:
         "unknown-model.json.error.json",
         "refused by the provider: Model not found: bad-model-name",
         "not valid JSON",
-        "4 POST, 1 event stream, 4 downloads, 0 status polls while the stream was up",
+        "requests to Oxen: 5 POST, 1 event stream, 5 downloads, 0 status polls while the "
+        "stream was up",
+        "requests to Lumenfall: 2 POST",
+        "0 single look-ups, 2 downloads",
+        "harbour.mp4",
+        "still-life-lumenfall.mp4",
+        "portrait-oxen.mp4",
+        "1/1 delivered, $1.20",
     ):
         assert expected in out, f"{expected!r} missing from the demo's output:\n{out}"
-    assert out.count(": succeeded /") == 4, "one hook run per generation"
+    assert out.count(": succeeded /") == 7, "one hook run per generation"

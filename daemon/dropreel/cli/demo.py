@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import sys
@@ -37,7 +38,31 @@ _JOBS = {
     "ocean.toml": 'prompt = "Waves crashing on black sand, slow motion"\nseconds = "8"\n',
     "unknown-model.json": json.dumps({"model": "bad-model-name", "prompt": "Refused at enqueue"}),
     "broken.json": '{"prompt": "this file is cut off',
+    # To the second provider, an OpenAI-compatible /v1/videos API (Lumenfall's dialect).
+    "harbour.json": json.dumps(
+        {
+            "prompt": "Fishing boats leaving a misty harbour at dawn",
+            "seconds": "4",
+            "dropreel": {"provider": "lumenfall"},
+        }
+    ),
+    # Image to video, once to each provider: the image lies beside the job in the inbox.
+    "still-life-lumenfall.json": json.dumps(
+        {
+            "prompt": "The fruit bowl slowly rotates",
+            "dropreel": {"provider": "lumenfall", "image": "still-life.png"},
+        }
+    ),
+    "portrait-oxen.json": json.dumps(
+        {"prompt": "The portrait blinks and smiles", "dropreel": {"image": "portrait.png"}}
+    ),
 }
+
+# A 1x1 PNG: enough for the simulator, which checks only that it is an image.
+_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+_IMAGES = ("still-life.png", "portrait.png")
 
 
 def run_demo() -> int:
@@ -51,16 +76,24 @@ def run_demo() -> int:
         config = work / "dropreel.toml"
         tables: dict[str, dict[str, object]] = {
             "oxen": {"base_url": simulator.base_url},
+            "providers.lumenfall": {
+                "kind": "openai-videos",
+                "base_url": simulator.base_url + "/v1",
+                "poll_interval_s": 1,
+            },
             "hooks": {"on_complete": [sys.executable, "-c", _HOOK]},
             "poll": {"interval_s": 2},
         }
         config.write_text(toml_text(tables), encoding="utf-8")
         inbox = work / "inbox"
         inbox.mkdir()
+        for image in _IMAGES:
+            (inbox / image).write_bytes(_PNG)
         for name, text in _JOBS.items():
             (inbox / name).write_text(text, encoding="utf-8")
         print(f"dropreel demo in {work}")
-        print(f"  simulator: {simulator.base_url}   jobs dropped: {len(_JOBS)} files in {inbox}")
+        print(f"  simulator: {simulator.base_url} (Oxen) and {simulator.base_url}/v1 (Lumenfall)")
+        print(f"  dropped: {len(_JOBS)} job files and {len(_IMAGES)} images in {inbox}")
         settings = load_settings(config, environ={"DEMO_HOOK_LOG": str(hook_log)})
         environ = {"DEMO_HOOK_LOG": str(hook_log), "PATH": "/usr/bin:/bin"}
         anyio.run(_run, settings, environ)
@@ -81,10 +114,16 @@ def run_demo() -> int:
         print(f"  {line}")
     print()
     print(
-        f"requests to the provider: {counts.get('enqueue', 0)} POST, "
+        f"requests to Oxen: {counts.get('enqueue', 0)} POST, "
         f"{counts.get('events', 0)} event stream, {counts.get('download', 0)} downloads, "
         f"{polls} status polls while the stream was up"
     )
+    print(
+        f"requests to Lumenfall: {counts.get('video-create', 0)} POST, "
+        f"{counts.get('video-list', 0)} listings, {counts.get('video-get', 0)} single look-ups, "
+        f"{counts.get('video-download', 0)} downloads"
+    )
+    print(f"kept originals and images: {settings.accepted_dir}")
     print(f"daemon log: {work / 'dropreel.log'}")
     return 0
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dropreel.config import load_settings, read_api_key
+from dropreel.config import load_settings, read_api_key, read_api_keys
 from dropreel.errors import ConfigError
 
 
@@ -147,3 +147,67 @@ def test_the_example_config_is_valid_and_matches_the_defaults() -> None:
     assert settings.model_dump(exclude={"base_dir", "config_file"}) == defaults.model_dump(
         exclude={"base_dir", "config_file"}
     )
+
+
+def test_the_old_oxen_section_means_a_provider_named_oxen(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[oxen]\nbase_url = "http://127.0.0.1:2"\ndefault_model = "m"\n')
+    settings = load_settings(config, environ={})
+    assert list(settings.providers) == ["oxen"] and settings.default_provider == "oxen"
+    oxen = settings.providers["oxen"]
+    assert (oxen.kind, str(oxen.base_url), oxen.default_model) == (
+        "oxen",
+        "http://127.0.0.1:2/",
+        "m",
+    )
+
+
+def test_providers_are_named_freely_and_their_kind_fills_the_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[providers.lf]\nkind = "openai-videos"\n[providers.main]\nkind = "oxen"\n'
+        '[jobs]\nprovider = "lf"\n'
+    )
+    settings = load_settings(
+        config, environ={"DROPREEL_PROVIDERS__LF__BASE_URL": "http://127.0.0.1:9/v1"}
+    )
+    assert sorted(settings.providers) == ["lf", "main"] and settings.default_provider == "lf"
+    lf, main = settings.providers["lf"], settings.providers["main"]
+    assert (str(lf.base_url), lf.api_key_env, lf.default_model) == (
+        "http://127.0.0.1:9/v1",
+        "LUMENFALL_API_KEY",
+        "sora-2-pro",
+    )
+    assert (str(main.base_url), main.api_key_env) == ("https://hub.oxen.ai/", "OXEN_API_KEY")
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        (
+            "[jobs]\nprovider = 'nope'\n",
+            "jobs.provider",
+            "'nope' is not a configured provider (oxen)",
+        ),
+        ("[providers.x]\nkind = 'sora'\n", "providers.x.kind", "'sora' is not allowed"),
+        ("[providers.x]\nkind = 'oxen'\nbase_url = 5\n", "providers.x.base_url", ""),
+    ],
+)
+def test_a_bad_provider_config_names_the_key(
+    tmp_path: Path, text: str, key: str, problem: str
+) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ={})
+    assert raised.value.key == key and problem in raised.value.problem
+
+
+def test_each_providers_key_is_read_from_its_own_variable(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[oxen]\ndefault_model = "m"\n[providers.lf]\nkind = "openai-videos"\n')
+    settings = load_settings(config, environ={})
+    keys = read_api_keys(settings, environ={"OXEN_API_KEY": "ox-1", "LUMENFALL_API_KEY": "lf-2"})
+    assert {n: k.get_secret_value() for n, k in keys.items()} == {"oxen": "ox-1", "lf": "lf-2"}
+    with pytest.raises(ConfigError, match=r"providers\.lf\.api_key_env: environment variable"):
+        read_api_keys(settings, environ={"OXEN_API_KEY": "ox-1"})

@@ -230,9 +230,13 @@ class Settings(BaseSettings):
             return data
         providers = dict(data.get("providers") or {})
         legacy = data.get("oxen")
-        if (legacy is not None or not providers) and "oxen" not in providers:
+        if legacy is not None or not providers:
+            # Over [providers.oxen] if both are given: DROPREEL_OXEN__* overrides still apply.
             values = legacy.model_dump() if isinstance(legacy, BaseModel) else dict(legacy or {})
-            providers["oxen"] = {**values, "kind": "oxen"}
+            current = providers.get("oxen") or {"kind": "oxen"}
+            if isinstance(current, BaseModel):
+                current = current.model_dump()
+            providers["oxen"] = {**current, **values}
         return {**data, "providers": providers}
 
     @property

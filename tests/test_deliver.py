@@ -10,6 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from dropreel.delivery.download import Downloader, manifest, temp_name, write_manifest
+from dropreel.errors import ConnectionLost
 from dropreel.lifecycle import Phase, RemoteStatus
 from dropreel.providers.oxen.client import OxenClient
 from dropreel.state.records import GenerationRow, JobRow
@@ -134,7 +135,7 @@ async def test_a_short_body_is_an_error_and_nothing_is_placed(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
     fetch = downloader(tmp_path, requests, body=BODY[:500], claimed_length=len(BODY)).fetch
-    with pytest.raises(httpx.HTTPError):
+    with pytest.raises(ConnectionLost, match="ended at 500 of 102400 bytes"):
         await fetch(job(), generation(), 1)
     assert not (tmp_path / "cat.mp4").exists()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,13 @@ import anyio
 import httpx
 import pytest
 
-from dropreel.errors import AmbiguousAnswer, RetryableProviderError
+from dropreel.errors import (
+    AmbiguousAnswer,
+    ConnectionLost,
+    MalformedAnswer,
+    ReadStalled,
+    RetryableProviderError,
+)
 from dropreel.lifecycle import JobState
 from dropreel.providers.base import RemoteGeneration
 from dropreel.providers.http import raise_for_answer
@@ -66,7 +72,7 @@ async def test_a_gateway_error_after_creation_is_settled_never_resent(
 class AnswerLost:
     """The real provider, except that the POST's answer never arrives (reset, time-out)."""
 
-    def __init__(self, provider: Any, lost: type[Exception]) -> None:
+    def __init__(self, provider: Any, lost: Callable[[str], Exception]) -> None:
         self._provider = provider
         self._lost = lost
 
@@ -78,9 +84,17 @@ class AnswerLost:
         raise self._lost("the answer was lost on the way back")
 
 
-@pytest.mark.parametrize("lost", [httpx.ReadTimeout, httpx.RemoteProtocolError, httpx.ReadError])
+@pytest.mark.parametrize(
+    "lost",
+    [
+        lambda why: ReadStalled("POST /api/ai/queue", why),
+        lambda why: ConnectionLost("POST /api/ai/queue", why),
+        MalformedAnswer,
+    ],
+    ids=["time-out", "reset", "unreadable"],
+)
 async def test_a_post_whose_answer_is_lost_is_adopted_from_the_listing(
-    tmp_path: Path, simulator: Simulator, lost: type[Exception]
+    tmp_path: Path, simulator: Simulator, lost: Callable[[str], Exception]
 ) -> None:
     settings = settings_for(tmp_path, simulator)
     drop_job(tmp_path / "inbox", "reset.txt", "the answer is lost")

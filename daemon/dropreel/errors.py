@@ -1,8 +1,11 @@
-"""The exceptions dropreel raises, each carrying the data a caller or an operator needs."""
+"""The exceptions dropreel raises, each carrying the data a caller or an operator needs.
+
+Provider failures form one tree, so nothing above the provider seam knows the HTTP library:
+an answer that says no (ProviderError: retryable, refused, ambiguous by status), or no
+usable answer at all (TransportFailure: NotSent, or ConnectionLost, which is ambiguous).
+"""
 
 from __future__ import annotations
-
-import httpx
 
 
 class DropreelError(Exception):
@@ -104,9 +107,31 @@ class GenerationUnknown(ProviderError):
     """The provider answers 404 for a generation we created: it is terminal, outcome unknown."""
 
 
-class MalformedAnswer(httpx.DecodingError):
-    """The provider's answer could not be understood.
+class TransportFailure(DropreelError):
+    """No usable answer came back from the provider (or a result host)."""
 
-    Kept an httpx transport error so callers that already handle httpx failures
-    handle this one too.
-    """
+    def __init__(self, request: str, detail: str) -> None:
+        super().__init__(f"{request}: {detail}" if request else detail)
+        self.request = request
+        self.detail = detail
+
+
+class NotSent(TransportFailure):
+    """The request provably never reached the provider (no connection; it could not even be
+    encoded): sending it again cannot pay twice."""
+
+
+class ConnectionLost(TransportFailure):
+    """The request may have reached the provider and no answer came back intact (a reset, a
+    cut body, a time-out after sending): for a POST, ambiguous."""
+
+
+class ReadStalled(ConnectionLost):
+    """Nothing arrived within the read time-out (an idle stream, a stalled download)."""
+
+
+class MalformedAnswer(ConnectionLost):
+    """The provider answered, but the answer could not be understood."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("", detail)

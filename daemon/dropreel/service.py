@@ -12,7 +12,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import anyio
-import httpx
 import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -377,7 +376,7 @@ class Daemon:
         provider = self.providers[pending.provider]
         try:
             remote = await provider.get(generation_id)
-        except (httpx.HTTPError, DropreelError):
+        except DropreelError:
             remote = None
         if remote is not None and remote.status.is_terminal:
             await self.observe(
@@ -389,7 +388,7 @@ class Daemon:
         try:
             await provider.cancel(generation_id)
             cancelled = "cancelled at the provider"
-        except (httpx.HTTPError, DropreelError) as exc:
+        except DropreelError as exc:
             cancelled = f"cancelling it failed: {exc}"
         last = remote.status.value if remote is not None else "unknown"
         reason = (

@@ -10,7 +10,6 @@ from glob import escape as glob_escape
 from pathlib import Path
 
 import anyio
-import httpx
 from pydantic import SecretStr
 
 from dropreel.config import Settings, read_api_key
@@ -166,7 +165,7 @@ async def cancel(settings: Settings, prefix: str) -> str:
             for generation in waiting:
                 try:
                     await provider.cancel(generation.generation_id)
-                except (httpx.HTTPError, DropreelError) as exc:
+                except DropreelError as exc:
                     raise CommandError(
                         f"cancelling {generation.generation_id} failed: {exc}"
                     ) from None
@@ -233,7 +232,7 @@ async def _provider_verdicts(
         await connected.provider.listed(())
         elapsed_ms = (time.monotonic() - started) * 1000
         found.append((True, f"api: {api} answered in {elapsed_ms:.0f} ms"))
-    except (httpx.HTTPError, DropreelError) as exc:
+    except DropreelError as exc:
         found.append((False, f"api: {api}: {exc or type(exc).__name__}"))
     if connected.feed is None:
         return found
@@ -243,7 +242,7 @@ async def _provider_verdicts(
             async with connected.feed.connect():
                 pass
         found.append((True, f"event stream: {events_url} connected"))
-    except (httpx.HTTPError, DropreelError, TimeoutError) as exc:
+    except (DropreelError, TimeoutError) as exc:
         found.append((False, f"event stream: {events_url}: {exc or type(exc).__name__}"))
     return found
 

@@ -7,7 +7,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 import anyio
-import httpx
 import structlog
 from pydantic import SecretStr
 
@@ -121,7 +120,7 @@ class Completion:
                 expected_generations(job),
                 within_s=process_clock.remaining(job.created_at, deadline_s),
             )
-        except (httpx.HTTPError, DropreelError, OSError) as exc:
+        except (DropreelError, OSError) as exc:
             attempts = await self._store.record_download_failure(
                 generation.generation_id, job.job_id, str(exc)
             )
@@ -170,7 +169,7 @@ class Completion:
             return None
         try:
             remote = await provider.get(generation.generation_id)
-        except (httpx.HTTPError, DropreelError) as exc:
+        except DropreelError as exc:
             log.warning(
                 "could not refresh result URL",
                 generation_id=generation.generation_id,

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 
-from dropreel.errors import MalformedAnswer, RangeNotSatisfiable
+from dropreel.errors import ConnectionLost, MalformedAnswer, RangeNotSatisfiable, ReadStalled
 from dropreel.fs.moves import link_no_clobber, same_content
 from dropreel.fs.naming import extension_for, manifest_name, media_name
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
-from dropreel.providers.base import Provider
+from dropreel.providers.base import Provider, ResultStream
 from dropreel.state.records import GenerationRow, JobRow
 
 _UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
@@ -92,7 +91,7 @@ class Downloader:
             pace = _Pace(self._min_bytes_per_s, self._stall_window_s)
             try:
                 # Raw: the bytes as served, never expanded by a Content-Encoding.
-                async for chunk in response.aiter_raw():
+                async for chunk in response.chunks():
                     pace.add(len(chunk))
                     await sink.add(chunk)
             except BaseException:
@@ -105,7 +104,7 @@ class Downloader:
         def finish() -> None:
             sink.close(durable=True)
             if expected is not None and total != expected:
-                raise httpx.RemoteProtocolError(f"download ended at {total} of {expected} bytes")
+                raise ConnectionLost("result download", f"ended at {total} of {expected} bytes")
 
         await anyio.to_thread.run_sync(finish)
         return content_type
@@ -123,7 +122,7 @@ def _resumable_size(temp: Path) -> int:
     return 0
 
 
-class DownloadStalled(httpx.ReadTimeout):
+class DownloadStalled(ReadStalled):
     """The server sends, but too slowly to ever finish: cut, and resumed later."""
 
 
@@ -149,8 +148,9 @@ class _Pace:
             return
         if self._bytes < self._floor:
             raise DownloadStalled(
+                "result download",
                 f"download too slow: {self._bytes} bytes in {now - self._started:.0f}s "
-                f"(floor {self._floor / self._window_s:g} bytes/s)"
+                f"(floor {self._floor / self._window_s:g} bytes/s)",
             )
         self._started, self._bytes = now, 0
 
@@ -202,7 +202,7 @@ class _Sink:
                 self._fd = None
 
 
-def _expected_length(response: httpx.Response, offset: int) -> int | None:
+def _expected_length(response: ResultStream, offset: int) -> int | None:
     if response.status_code == 206:
         content_range = response.headers.get("content-range", "")
         total = content_range.rpartition("/")[2]

@@ -12,8 +12,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import httpx
-
 from dropreel.intake.assets import ImageInput
 from dropreel.lifecycle import Observation, RemoteStatus
 
@@ -68,6 +66,16 @@ class Unsettled:
 Recovery = Adopt | Unsettled
 
 
+class ResultStream(Protocol):
+    """A result being downloaded: the answer's status and headers, then its raw bytes (as
+    served, never decoded). Failures while reading raise TransportFailure."""
+
+    status_code: int
+    headers: Mapping[str, str]
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
 class Provider(Protocol):
     """What dropreel needs from a provider's API."""
 
@@ -107,8 +115,9 @@ class Provider(Protocol):
 
     def open_download(
         self, url: str, *, offset: int = 0
-    ) -> AbstractAsyncContextManager[httpx.Response]:
-        """Stream a result; the response is checked for success."""
+    ) -> AbstractAsyncContextManager[ResultStream]:
+        """Stream a result (a URL the provider gave); refusals raise, as ResultUrlRefused
+        where a fresh URL may help."""
         ...
 
 

@@ -4,8 +4,8 @@ JSON answers read strictly, and result downloads that never send the key to anot
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,9 +15,12 @@ from dropreel.backoff import retry_after_seconds
 from dropreel.errors import (
     AmbiguousAnswer,
     AuthRefused,
+    ConnectionLost,
     MalformedAnswer,
+    NotSent,
     ProviderError,
     RangeNotSatisfiable,
+    ReadStalled,
     RequestRefused,
     ResultUrlRefused,
     RetryableProviderError,
@@ -80,6 +83,53 @@ def json_answer(response: httpx.Response, what: str) -> Any:
         raise MalformedAnswer(f"{what}: answer is not JSON ({exc})") from None
 
 
+@contextmanager
+def translated(what: str) -> Iterator[None]:
+    """httpx's failures as dropreel's: whether the request may have reached the provider is
+    all a caller needs to know (httpx does the same for its transports, in one place)."""
+    try:
+        yield
+    except (
+        httpx.ConnectError,
+        httpx.ConnectTimeout,
+        httpx.PoolTimeout,
+        httpx.LocalProtocolError,
+        httpx.UnsupportedProtocol,
+    ) as exc:
+        raise NotSent(what, _detail(exc)) from exc
+    except httpx.ReadTimeout as exc:
+        raise ReadStalled(what, _detail(exc)) from exc
+    except httpx.HTTPError as exc:
+        raise ConnectionLost(what, _detail(exc)) from exc
+
+
+async def send(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request, its failures translated (see `translated`)."""
+    with translated(f"{method} {httpx.URL(url).path}"):
+        return await http.request(method, url, **kwargs)
+
+
+def _detail(exc: Exception) -> str:
+    # httpx's messages may be empty (a bare ReadTimeout): say at least what happened.
+    return str(exc) or type(exc).__name__
+
+
+class HttpResultStream:
+    """A result being downloaded: its status, headers and raw bytes (as served, never
+    decoded), with httpx's failures translated."""
+
+    def __init__(self, response: httpx.Response, what: str) -> None:
+        self._response = response
+        self._what = what
+        self.status_code = response.status_code
+        self.headers: Mapping[str, str] = response.headers
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with translated(self._what):
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+
+
 class ResultFetcher:
     """Streams result files; the key goes only to the API's own origin (a presigned URL on
     a media host needs none, and must never see it)."""
@@ -91,7 +141,7 @@ class ResultFetcher:
         self._auth = auth
 
     @asynccontextmanager
-    async def open_download(self, url: str, *, offset: int = 0) -> AsyncIterator[httpx.Response]:
+    async def open_download(self, url: str, *, offset: int = 0) -> AsyncIterator[HttpResultStream]:
         # The bytes as served: a Content-Encoding is never expanded into the outbox.
         headers: dict[str, str] = {"Accept-Encoding": "identity"}
         target = urlsplit(url)
@@ -100,17 +150,25 @@ class ResultFetcher:
             headers.update(self._auth)
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        async with self._http.stream("GET", url, headers=headers) as response:
-            if response.status_code >= 300:
-                await response.aread()
-                what = f"GET {target.path or '/'} (result download)"
-                code = response.status_code
-                if code == 416:
-                    total = response.headers.get("content-range", "").rpartition("/")[2]
-                    raise RangeNotSatisfiable(
-                        what, error_message(response), int(total) if total.isdigit() else None
-                    )
-                if 400 <= code < 500 and code != 429:
-                    raise ResultUrlRefused(what, code, error_message(response))
-                raise_for_answer(response, what)
-            yield response
+        what = f"GET {target.path or '/'} (result download)"
+        with translated(what):
+            async with self._http.stream("GET", url, headers=headers) as response:
+                if response.status_code >= 300:
+                    await response.aread()
+                self._check(response, what)
+                yield HttpResultStream(response, what)
+
+    @staticmethod
+    def _check(response: httpx.Response, what: str) -> None:
+        """Raise the matching error for a result host's refusal."""
+        code = response.status_code
+        if code < 300:
+            return
+        if code == 416:
+            total = response.headers.get("content-range", "").rpartition("/")[2]
+            raise RangeNotSatisfiable(
+                what, error_message(response), int(total) if total.isdigit() else None
+            )
+        if 400 <= code < 500 and code != 429:
+            raise ResultUrlRefused(what, code, error_message(response))
+        raise_for_answer(response, what)

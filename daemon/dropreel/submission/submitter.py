@@ -7,13 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import structlog
 
 from dropreel.backoff import backoff_delay
 from dropreel.clock import process_clock
 from dropreel.config import Settings
-from dropreel.errors import AuthRefused, DropreelError, RequestRefused, RetryableProviderError
+from dropreel.errors import (
+    AuthRefused,
+    DropreelError,
+    NotSent,
+    RequestRefused,
+    RetryableProviderError,
+)
 from dropreel.fs.moves import move_to_failed
 from dropreel.intake.assets import ImageInput, image_media_type
 from dropreel.lifecycle import JobState, Observation
@@ -32,16 +37,9 @@ log = structlog.get_logger("dropreel.submitter")
 # key), or never heard us (no connection; a request we could not even encode). Anything else
 # once the request may have left — another 5xx, a reset, a time-out, an answer we cannot read —
 # is ambiguous.
-_NOT_CREATED = (
-    RetryableProviderError,
-    AuthRefused,
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.LocalProtocolError,
-)
+_NOT_CREATED = (RetryableProviderError, AuthRefused, NotSent)
 # With an idempotency key every failure may be retried: a resend is replayed, not billed.
-_RESENDABLE: tuple[type[Exception], ...] = (httpx.HTTPError, DropreelError)
+_RESENDABLE: tuple[type[Exception], ...] = (DropreelError,)
 
 
 class Submitter:
@@ -123,7 +121,7 @@ class Submitter:
                     return None
                 attempt += 1
                 continue
-            except (httpx.HTTPError, DropreelError) as exc:
+            except DropreelError as exc:
                 cause = str(exc) or type(exc).__name__
                 bound.warning(
                     "the POST ended ambiguously; settling it from the listing", error=cause
@@ -274,7 +272,7 @@ class Submitter:
                     window_s=window_s,
                     taken=taken,
                 )
-            except (httpx.HTTPError, DropreelError) as exc:
+            except DropreelError as exc:
                 delay = backoff_delay(attempt, initial_s=1.0, max_s=60.0)
                 attempt += 1
                 log.warning(

@@ -6,7 +6,6 @@ import time
 from collections.abc import Awaitable, Callable, Collection
 
 import anyio
-import httpx
 import structlog
 
 from dropreel.errors import AuthRefused, DropreelError, GenerationUnknown
@@ -45,7 +44,7 @@ class Reconciler:
         try:
             self.requests += 1
             listed = await self._provider.listed(ids)
-        except (DropreelError, httpx.HTTPError) as exc:
+        except DropreelError as exc:
             log.warning("listing failed; checking each generation", error=str(exc))
         for remote in (listed or {}).values():
             await self._on_observation(_observed(remote))
@@ -74,7 +73,7 @@ class Reconciler:
                     "the provider refused our key", generation_id=generation_id, error=str(exc)
                 )
                 return
-            except (DropreelError, httpx.HTTPError) as exc:
+            except DropreelError as exc:
                 log.warning("status check failed", generation_id=generation_id, error=str(exc))
                 return
             else:

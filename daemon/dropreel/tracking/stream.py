@@ -9,11 +9,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
-import httpx
 import structlog
 
 from dropreel.backoff import backoff_delay
-from dropreel.errors import AuthRefused, ProviderError
+from dropreel.errors import AuthRefused, NotSent, ProviderError, ReadStalled, TransportFailure
 from dropreel.lifecycle import Observation
 from dropreel.providers.base import EventFeed
 
@@ -119,13 +118,13 @@ async def run_session(
         return SessionEnd(Ending.AUTH_REFUSED, str(exc), held())
     except ProviderError as exc:
         return SessionEnd(Ending.REFUSED, str(exc), held())
-    except httpx.ReadTimeout:
+    except ReadStalled:
         return SessionEnd(Ending.IDLE_TIMEOUT, "no bytes within the idle timeout", held())
-    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-        return SessionEnd(Ending.CONNECT_FAILED, str(exc) or type(exc).__name__, held())
-    except httpx.TransportError as exc:
-        # httpx-sse's SSEError (wrong content type) is a TransportError too.
-        return SessionEnd(Ending.BROKEN, str(exc) or type(exc).__name__, held())
+    except NotSent as exc:
+        return SessionEnd(Ending.CONNECT_FAILED, str(exc), held())
+    except TransportFailure as exc:
+        # A wrong content type, a cut connection, an event past the size limit.
+        return SessionEnd(Ending.BROKEN, str(exc), held())
     finally:
         health.set(False)
         health.first_attempt_done.set()

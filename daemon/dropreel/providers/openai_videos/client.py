@@ -14,8 +14,13 @@ from pydantic import SecretStr
 
 from dropreel.errors import GenerationUnknown, RequestRefused
 from dropreel.intake.assets import ImageInput
-from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration
-from dropreel.providers.http import ResultFetcher, json_answer, raise_for_answer
+from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration, ResultStream
+from dropreel.providers.http import (
+    ResultFetcher,
+    json_answer,
+    raise_for_answer,
+    send,
+)
 from dropreel.providers.openai_videos.answers import page_of, parse_video, poll_after_s
 from dropreel.providers.settle import settle_lost_post
 
@@ -96,10 +101,12 @@ class OpenAIVideosClient:
                 payload[self._key_field] = key
         url = f"{self._base}/videos"
         if image is None:
-            response = await self._http.post(url, json=payload, headers=headers)
+            response = await send(self._http, "POST", url, json=payload, headers=headers)
         else:
             # A file goes as multipart/form-data, `input_reference` (both services).
-            response = await self._http.post(
+            response = await send(
+                self._http,
+                "POST",
                 url,
                 data={k: v if isinstance(v, str) else json.dumps(v) for k, v in payload.items()},
                 files={"input_reference": (image.name, image.data, image.media_type)},
@@ -111,7 +118,7 @@ class OpenAIVideosClient:
     async def get(self, generation_id: str) -> RemoteGeneration:
         what = f"GET /videos/{generation_id}"
         path = quote(generation_id, safe="")
-        response = await self._http.get(f"{self._base}/videos/{path}", headers=self._auth)
+        response = await send(self._http, "GET", f"{self._base}/videos/{path}", headers=self._auth)
         if response.status_code == 404:
             raise GenerationUnknown(what, 404, "the provider does not know this video")
         raise_for_answer(response, what)
@@ -130,8 +137,8 @@ class OpenAIVideosClient:
             params: dict[str, str | int] = {"limit": PAGE_SIZE, "order": "desc"}
             if after is not None:
                 params["after"] = after
-            response = await self._http.get(
-                f"{self._base}/videos", params=params, headers=self._auth
+            response = await send(
+                self._http, "GET", f"{self._base}/videos", params=params, headers=self._auth
             )
             if response.status_code in (404, 405, 501):
                 return None
@@ -151,7 +158,9 @@ class OpenAIVideosClient:
         video instead, and neither promises a refund."""
         what = f"DELETE /videos/{generation_id}"
         path = quote(generation_id, safe="")
-        response = await self._http.delete(f"{self._base}/videos/{path}", headers=self._auth)
+        response = await send(
+            self._http, "DELETE", f"{self._base}/videos/{path}", headers=self._auth
+        )
         if response.status_code not in (404, 405):
             raise_for_answer(response, what)
 
@@ -164,7 +173,9 @@ class OpenAIVideosClient:
         taken: Collection[str],
     ) -> Recovery:
         """Without idempotency keys: the newest page of the listing, matched like Oxen's."""
-        response = await self._http.get(
+        response = await send(
+            self._http,
+            "GET",
             f"{self._base}/videos",
             params={"limit": PAGE_SIZE, "order": "desc"},
             headers=self._auth,
@@ -178,5 +189,5 @@ class OpenAIVideosClient:
 
     def open_download(
         self, url: str, *, offset: int = 0
-    ) -> AbstractAsyncContextManager[httpx.Response]:
+    ) -> AbstractAsyncContextManager[ResultStream]:
         return self._results.open_download(url, offset=offset)

@@ -15,8 +15,14 @@ from dropreel.errors import GenerationUnknown, MalformedAnswer, ProviderError
 from dropreel.intake.assets import ImageInput
 from dropreel.lifecycle import Observation, RemoteStatus
 from dropreel.ops.redact import redact
-from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration
-from dropreel.providers.http import ResultFetcher, json_answer, raise_for_answer
+from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration, ResultStream
+from dropreel.providers.http import (
+    ResultFetcher,
+    json_answer,
+    raise_for_answer,
+    send,
+    translated,
+)
 from dropreel.providers.oxen.events import interpret
 from dropreel.providers.settle import settle_lost_post
 from dropreel.providers.streamguard import BoundedStream
@@ -83,8 +89,8 @@ class OxenClient:
             # A data: URI where a URL is expected (oxen-api.md, image inputs).
             body = {**body, "input_image": image.data_uri()}
         what = f"POST /api/ai/queue (model {body.get('model')!r})"
-        response = await self._http.post(
-            f"{self._rest}/queue", json=dict(body), headers=self._auth()
+        response = await send(
+            self._http, "POST", f"{self._rest}/queue", json=dict(body), headers=self._auth()
         )
         raise_for_answer(response, what)
         payload = json_answer(response, what)
@@ -96,7 +102,7 @@ class OxenClient:
     async def get(self, generation_id: str) -> RemoteGeneration:
         what = f"GET /api/ai/queue/{generation_id}"
         path = quote(generation_id, safe="")
-        response = await self._http.get(f"{self._rest}/queue/{path}", headers=self._auth())
+        response = await send(self._http, "GET", f"{self._rest}/queue/{path}", headers=self._auth())
         if response.status_code == 404:
             # Older docs: terminal generations leave the queue. The full record may remain.
             return await self._from_generations(generation_id, path)
@@ -105,7 +111,9 @@ class OxenClient:
 
     async def _from_generations(self, generation_id: str, path: str) -> RemoteGeneration:
         what = f"GET /api/ai/generations/{generation_id}"
-        response = await self._http.get(f"{self._rest}/generations/{path}", headers=self._auth())
+        response = await send(
+            self._http, "GET", f"{self._rest}/generations/{path}", headers=self._auth()
+        )
         if response.status_code == 404:
             raise GenerationUnknown(what, 404, "not found in the queue nor in generations")
         raise_for_answer(response, what)
@@ -116,7 +124,9 @@ class OxenClient:
     async def cancel(self, generation_id: str) -> None:
         what = f"DELETE /api/ai/queue/{generation_id}"
         path = quote(generation_id, safe="")
-        response = await self._http.delete(f"{self._rest}/queue/{path}", headers=self._auth())
+        response = await send(
+            self._http, "DELETE", f"{self._rest}/queue/{path}", headers=self._auth()
+        )
         # Older docs answer 404 for a generation that is already terminal: nothing to stop.
         if response.status_code != 404:
             raise_for_answer(response, what)
@@ -125,7 +135,9 @@ class OxenClient:
         """The raw rows of one listing, or None if the provider offers no listing."""
         what = "GET /api/ai/queue" + (f"?status={status}" if status else "")
         params = {"status": status} if status else None
-        response = await self._http.get(f"{self._rest}/queue", params=params, headers=self._auth())
+        response = await send(
+            self._http, "GET", f"{self._rest}/queue", params=params, headers=self._auth()
+        )
         if response.status_code in (404, 405, 501):
             return None
         raise_for_answer(response, what)
@@ -179,22 +191,25 @@ class OxenClient:
 
     def open_download(
         self, url: str, *, offset: int = 0
-    ) -> AbstractAsyncContextManager[httpx.Response]:
+    ) -> AbstractAsyncContextManager[ResultStream]:
         return self._results.open_download(url, offset=offset)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncIterator[Observation | str]]:
         what = "GET /api/events"
         timeout = httpx.Timeout(self._http.timeout.connect, read=self._idle_timeout_s)
-        async with aconnect_sse(
-            self._http, "GET", f"{self._base}/api/events", headers=self._auth(), timeout=timeout
-        ) as source:
-            if source.response.status_code != 200:
-                await source.response.aread()
-                raise_for_answer(source.response, what)
-                raise ProviderError(what, source.response.status_code, "unexpected answer")
-            source.response.stream = BoundedStream(source.response.stream)  # type: ignore[arg-type]
-            yield self._meanings(source.aiter_sse())
+        # Around the whole session: failures while reading events surface here too.
+        with translated(what):
+            async with aconnect_sse(
+                self._http, "GET", f"{self._base}/api/events", headers=self._auth(), timeout=timeout
+            ) as source:
+                if source.response.status_code != 200:
+                    await source.response.aread()
+                    raise_for_answer(source.response, what)
+                    raise ProviderError(what, source.response.status_code, "unexpected answer")
+                bounded = BoundedStream(source.response.stream)  # type: ignore[arg-type]
+                source.response.stream = bounded
+                yield self._meanings(source.aiter_sse())
 
     @staticmethod
     async def _meanings(events: AsyncGenerator[Any, None]) -> AsyncIterator[Observation | str]:

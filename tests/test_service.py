@@ -11,7 +11,7 @@ import httpx
 import pytest
 import structlog
 
-import dropreel.service as service
+import dropreel.stage as stage
 from dropreel.config import Settings
 from dropreel.lifecycle import JobState, Phase
 from dropreel.state.store import Store
@@ -385,7 +385,7 @@ class BreaksOnFirstDownload:
 async def test_an_unforeseen_failure_on_one_item_is_retried_not_fatal(
     tmp_path: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service, "UNEXPECTED_FAILURE_RETRY_S", 0.1)
+    monkeypatch.setattr(stage, "UNEXPECTED_FAILURE_RETRY_S", 0.1)
     settings = settings_for(tmp_path, simulator)
     (tmp_path / "inbox").mkdir()
     (tmp_path / "inbox" / "a.txt").write_text("first")

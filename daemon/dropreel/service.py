@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import math
 import os
-import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 
 import anyio
 import structlog
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import SecretStr
 
 from dropreel.config import Settings
 from dropreel.delivery.completion import Completion
-from dropreel.errors import ConfigError, DropreelError, StateError
+from dropreel.errors import ConfigError, DropreelError
 from dropreel.fs.moves import finish_failed_moves, settle_move, sweep_move_temps
 from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.intake.jobs import Routes
@@ -40,6 +38,7 @@ from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
 from dropreel.providers.registry import Connected
+from dropreel.stage import Drain
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
 from dropreel.submission.submitter import Submitter
@@ -48,9 +47,6 @@ from dropreel.tracking.tracker import Tracker
 
 log = structlog.get_logger("dropreel.service")
 
-# Failures no single item explains: the daemon stops with one line (see cli).
-_FATAL = (sqlite3.Error, StateError, ConfigError)
-UNEXPECTED_FAILURE_RETRY_S = 60.0
 
 _UNFINISHED_JOB_STATES = (
     JobState.CLAIMING,
@@ -58,11 +54,6 @@ _UNFINISHED_JOB_STATES = (
     JobState.SUBMITTING,
     JobState.SUBMITTED,
 )
-
-
-def _queue() -> tuple[MemoryObjectSendStream[str], MemoryObjectReceiveStream[str]]:
-    # Unbounded: everything queued is also in the database, and the event path must never block.
-    return anyio.create_memory_object_stream[str](math.inf)
 
 
 async def _all_of(events: list[anyio.Event], done: anyio.Event) -> None:
@@ -107,20 +98,10 @@ class Daemon:
         }
         self.counters = Counters()
         self.ready = anyio.Event()
-        self._submit_send, self._submit_recv = _queue()
-        self._deliver_send, self._deliver_recv = _queue()
-        self._hook_send, self._hook_recv = _queue()
-        self._streams: tuple[MemoryObjectSendStream[str] | MemoryObjectReceiveStream[str], ...] = (
-            self._submit_send,
-            self._submit_recv,
-            self._deliver_send,
-            self._deliver_recv,
-            self._hook_send,
-            self._hook_recv,
-        )
+        self.drain = Drain()
         self.metrics = Metrics(self.counters, self._live_figures)
         self.submitter = Submitter(
-            settings, store, self.trackers, self.matcher, self.counters, self.observe
+            settings, store, self.trackers, self.matcher, self.counters, self.observe, self.drain
         )
         self.completion = Completion(
             settings,
@@ -130,10 +111,9 @@ class Daemon:
             environ=os.environ if environ is None else environ,
             api_keys=api_keys,
             metrics=self.metrics,
-            to_hooks=self._hook_send.send,
-            deliver_later=lambda item, delay: self._later(self._deliver_send, item, delay),
-            hook_later=lambda item, delay: self._later(self._hook_send, item, delay),
+            drain=self.drain,
         )
+        self.stages = (self.submitter.stage, self.completion.deliveries, self.completion.hooks)
         self.inbox = Inbox(
             InboxFolders(
                 inbox=settings.inbox_dir,
@@ -147,17 +127,13 @@ class Daemon:
                 settings.default_provider,
             ),
             settle_s=settings.inbox.settle_s,
-            on_accepted=self._submit_send.send,
+            on_accepted=self.submitter.stage.put,
             stable_s=settings.inbox.stable_s,
             asset_wait_s=settings.inbox.asset_wait_s,
         )
         self.notifier = notifier or Notifier(environ={})
         self._group: TaskGroup | None = None
         self._lost_posts: list[str] = []
-        self._stopping = False
-        # Downloads and hooks under way: a graceful stop lets these finish.
-        self._busy = 0
-        self._drained = anyio.Event()
 
     # ---- running ----------------------------------------------------------------------
 
@@ -187,8 +163,8 @@ class Daemon:
             await self._run_tasks(stop, inbox_stop, until_idle)
         finally:
             self.metrics.close()
-            for stream in self._streams:
-                stream.close()
+            for stage in self.stages:
+                stage.close()
         log.info(
             "stopped",
             uptime_s=round(time.monotonic() - started, 3),
@@ -214,29 +190,8 @@ class Daemon:
                 first_attempts,
             )
             group.start_soon(self._enforce_deadlines)
-            for _ in range(self.settings.submit.concurrency):
-                group.start_soon(
-                    self._worker,
-                    self._submit_recv.clone(),
-                    self._submit_send,
-                    self.submitter.submit,
-                )
-            for _ in range(self.settings.delivery.concurrency):
-                group.start_soon(
-                    self._worker,
-                    self._deliver_recv.clone(),
-                    self._deliver_send,
-                    self.completion.deliver,
-                    True,
-                )
-            for _ in range(self.settings.hooks.concurrency):
-                group.start_soon(
-                    self._worker,
-                    self._hook_recv.clone(),
-                    self._hook_send,
-                    self.completion.hook,
-                    True,
-                )
+            for stage in self.stages:
+                group.start_soon(stage.run)
             # The first stream attempt may hang up to its time-outs: a stop must not wait.
             await _first_of(first_attempts, stop)
             if stop.is_set():
@@ -259,15 +214,17 @@ class Daemon:
     async def _wind_down(self, inbox_stop: anyio.Event) -> None:
         """Take no new work; give running downloads and hooks the grace period to finish."""
         inbox_stop.set()
-        self._stopping = True
+        self.drain.stopping = True
         grace_s = self.settings.service.shutdown_grace_s
-        self.notifier.stopping(f"stopping: {self._busy} downloads/hooks finishing")
-        log.info("stopping", finishing=self._busy, grace_s=grace_s)
+        self.notifier.stopping(f"stopping: {self.drain.busy} downloads/hooks finishing")
+        log.info("stopping", finishing=self.drain.busy, grace_s=grace_s)
         with anyio.move_on_after(grace_s) as grace:
-            if self._busy:
-                await self._drained.wait()
+            if self.drain.busy:
+                await self.drain.drained.wait()
         if grace.cancelled_caught:
-            log.warning("grace period over; the rest resumes at the next start", left=self._busy)
+            log.warning(
+                "grace period over; the rest resumes at the next start", left=self.drain.busy
+            )
 
     def _streams_up(self) -> bool | None:
         """Whether every push stream is up; None if no provider pushes."""
@@ -314,45 +271,6 @@ class Daemon:
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
-
-    def _later(self, send: MemoryObjectSendStream[str], item: str, delay_s: float) -> None:
-        async def later() -> None:
-            await anyio.sleep(delay_s)
-            await send.send(item)
-
-        assert self._group is not None
-        self._group.start_soon(later)
-
-    async def _worker(
-        self,
-        items: MemoryObjectReceiveStream[str],
-        again: MemoryObjectSendStream[str],
-        handle: Callable[[str], Awaitable[None]],
-        finish_on_stop: bool = False,
-    ) -> None:
-        async with items:
-            async for item in items:
-                if self._stopping:
-                    return  # left in the database: the next start picks it up
-                counted = 1 if finish_on_stop else 0
-                self._busy += counted
-                try:
-                    await handle(item)
-                except _FATAL:
-                    raise
-                except Exception:
-                    # One item's unforeseen failure must not stop every other job, now or at
-                    # each restart. Its state is in the database; handling it again is safe.
-                    log.exception(
-                        "unexpected failure; this item is tried again later",
-                        item=item,
-                        retry_in_s=UNEXPECTED_FAILURE_RETRY_S,
-                    )
-                    self._later(again, item, UNEXPECTED_FAILURE_RETRY_S)
-                finally:
-                    self._busy -= counted
-                    if self._stopping and not self._busy:
-                        self._drained.set()
 
     async def _watch_inbox(self, stop: anyio.Event) -> None:
         await self.inbox.watch(
@@ -430,7 +348,7 @@ class Daemon:
             await self._finish_claim(job)
         # After the claims above are settled, so each accepted job is queued exactly once.
         for job in await self.store.jobs([JobState.ACCEPTED]):
-            await self._submit_send.send(job.job_id)
+            await self.submitter.stage.put(job.job_id)
         self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
         for (
             generation_id,
@@ -446,9 +364,9 @@ class Daemon:
                 provider=provider,
             )
         for generation in await self.store.generations_in(Phase.DOWNLOADING):
-            await self._deliver_send.send(generation.generation_id)
+            await self.completion.deliveries.put(generation.generation_id)
         for generation in await self.store.generations_in(Phase.HOOKING):
-            await self._hook_send.send(generation.generation_id)
+            await self.completion.hooks.put(generation.generation_id)
         for job_id in await self.store.jobs_ready_to_complete():
             await self.completion.complete_if_done(job_id)
 
@@ -519,4 +437,4 @@ class Daemon:
             status=decision.status.value,
             via=observed.source.value,
         )
-        await self._deliver_send.send(observed.generation_id)
+        await self.completion.deliveries.put(observed.generation_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 
 import anyio
@@ -21,12 +21,11 @@ from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end
 from dropreel.ops.metrics import Metrics
 from dropreel.providers.base import Provider
+from dropreel.stage import Drain, Stage
 from dropreel.state.records import GenerationRow, JobRow, expected_generations
 from dropreel.state.store import Store
 
 log = structlog.get_logger("dropreel.completion")
-
-RetryLater = Callable[[str, float], None]
 
 
 class Completion:
@@ -42,9 +41,7 @@ class Completion:
         environ: Mapping[str, str],
         api_keys: Mapping[str, SecretStr] | None,
         metrics: Metrics,
-        to_hooks: Callable[[str], Awaitable[None]],
-        deliver_later: RetryLater,
-        hook_later: RetryLater,
+        drain: Drain,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -53,9 +50,18 @@ class Completion:
         self._environ = environ
         self._key_sources = key_sources(settings, api_keys) if api_keys is not None else None
         self._metrics = metrics
-        self._to_hooks = to_hooks
-        self._deliver_later = deliver_later
-        self._hook_later = hook_later
+        # Two stages, each with its own queue, workers and retries; running downloads and
+        # hooks are given the grace period on a graceful stop.
+        self.deliveries = Stage(
+            "deliver",
+            self.deliver,
+            workers=settings.delivery.concurrency,
+            drain=drain,
+            finish_on_stop=True,
+        )
+        self.hooks = Stage(
+            "hook", self.hook, workers=settings.hooks.concurrency, drain=drain, finish_on_stop=True
+        )
         self._downloaders = {
             name: Downloader(
                 provider,
@@ -96,10 +102,10 @@ class Completion:
                 error=str(exc),
                 retry_in_s=round(delay, 2),
             )
-            self._deliver_later(generation_id, delay)
+            self.deliveries.later(generation_id, delay)
             return
         self._manifest_failures.pop(job.job_id, None)
-        await self._to_hooks(generation_id)
+        await self.hooks.put(generation_id)
 
     async def _download(self, job: JobRow, generation: GenerationRow) -> GenerationRow | None:
         """Fetch the result; the generation as now recorded, or None to try again later."""
@@ -150,7 +156,7 @@ class Completion:
             )
             delay = min(delay, remaining)
             bound.warning("download failed", error=str(exc), retry_in_s=round(delay, 2))
-            self._deliver_later(generation.generation_id, delay)
+            self.deliveries.later(generation.generation_id, delay)
             return None
         self._counters.downloads += 1
         self._counters.download_bytes += path.stat().st_size
@@ -254,4 +260,4 @@ class Completion:
             return
         delay = backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
         bound.warning("hook failed", error=result.detail, retry_in_s=round(delay, 2))
-        self._hook_later(generation_id, delay)
+        self.hooks.later(generation_id, delay)

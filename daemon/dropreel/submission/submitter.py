@@ -26,6 +26,7 @@ from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
 from dropreel.ops.redact import redact
 from dropreel.providers.base import Provider, Recovery, RemoteGeneration, Unsettled
+from dropreel.stage import Drain, Stage
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
 from dropreel.tracking.matching import Matcher
@@ -53,8 +54,11 @@ class Submitter:
         matcher: Matcher,
         counters: Counters,
         observe: Callable[[Observation], Awaitable[None]],
+        drain: Drain,
     ) -> None:
         self._settings = settings
+        # Its own queue of accepted jobs and its own workers.
+        self.stage = Stage("submit", self.submit, workers=settings.submit.concurrency, drain=drain)
         self._store = store
         self._trackers = trackers
         self._matcher = matcher

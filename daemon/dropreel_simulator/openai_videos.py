@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from dropreel_simulator.core import SimulatedDrop, range_start
+
 if TYPE_CHECKING:
     from dropreel_simulator.oxen import Simulator
 
@@ -209,7 +211,7 @@ class VideosDialect:
         if video is None or video.state(time.time())[0] != "completed":
             return _error(404, "NOT_FOUND", "no such content")
         body = self.content(video_id)
-        start = _range_start(request.headers.get("range"))
+        start = range_start(request.headers.get("range"))
         if start is not None and 0 < start < len(body):
             headers = {
                 "Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}",
@@ -284,14 +286,5 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 
 async def _drop() -> Any:
-    from dropreel_simulator.oxen import SimulatedDrop
-
     raise SimulatedDrop("simulated: the create's answer was lost")
     yield b""  # pragma: no cover - makes this an async generator
-
-
-def _range_start(header: str | None) -> int | None:
-    if not header or not header.startswith("bytes="):
-        return None
-    start = header.removeprefix("bytes=").split(",", 1)[0].partition("-")[0]
-    return int(start) if start.isdigit() else None

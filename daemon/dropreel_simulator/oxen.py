@@ -1,4 +1,4 @@
-"""A local Oxen async-queue simulator: a real HTTP server on loopback speaking oxen-api.md."""
+"""The simulator's Oxen dialect: the async queue and its event stream, as oxen-api.md says."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ import gzip
 import hashlib
 import heapq
 import json
-import logging
 import math
 import random
-import socket
 import threading
 import time
 import uuid
@@ -21,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import uvicorn
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 from starlette.applications import Starlette
@@ -29,7 +26,24 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from dropreel_simulator.core import (
+    SimulatedDrop,
+    bind_loopback,
+    half_then_drop,
+    make_server,
+    range_start,
+    serving,
+)
 from dropreel_simulator.openai_videos import VideosDialect
+
+__all__ = [
+    "SimulatedDrop",
+    "Simulator",
+    "SimulatorOptions",
+    "bind_loopback",
+    "make_server",
+    "running_simulator",
+]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 _SUBSCRIBER_BUFFER = 100_000
@@ -549,7 +563,7 @@ class Simulator:
                 headers={"Content-Encoding": "gzip"},
                 media_type="video/mp4",
             )
-        start = _range_start(request.headers.get("range"))
+        start = range_start(request.headers.get("range"))
         headers = {"Content-Length": str(len(body))}
         status = 200
         if start is not None and 0 < start < len(body):
@@ -561,7 +575,7 @@ class Simulator:
         if self.options.cut_downloads > 0:
             self.options.cut_downloads -= 1
             return StreamingResponse(
-                _half_then_drop(body), status, headers=headers, media_type="video/mp4"
+                half_then_drop(body), status, headers=headers, media_type="video/mp4"
             )
         return Response(body, status, headers=headers, media_type="video/mp4")
 
@@ -606,74 +620,10 @@ def _invalid(detail: str) -> JSONResponse:
     )
 
 
-class SimulatedDrop(ConnectionAbortedError):
-    """Raised inside a response to make the server drop the connection mid-body."""
-
-
-class _QuietAboutSimulatedDrops(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], SimulatedDrop))
-
-
-_QUIET = _QuietAboutSimulatedDrops()
-
-
-async def _half_then_drop(body: bytes) -> AsyncIterator[bytes]:
-    yield body[: len(body) // 2]
-    raise SimulatedDrop("simulated: connection dropped mid-download")
-
-
-def _range_start(header: str | None) -> int | None:
-    if not header or not header.startswith("bytes="):
-        return None
-    first = header.removeprefix("bytes=").split(",", 1)[0]
-    start, _, _end = first.partition("-")
-    return int(start) if start.isdigit() else None
-
-
-def bind_loopback(port: int = 0) -> socket.socket:
-    # IPPROTO_TCP, not 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
-    # so, and with Nagle on, each response's second write waits ~40 ms for a delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    return sock
-
-
-def make_server(simulator: Simulator, sock: socket.socket) -> uvicorn.Server:
-    logging.getLogger("uvicorn.error").addFilter(_QUIET)  # adding it again is a no-op
-    host, port = sock.getsockname()[:2]
-    simulator.base_url = f"http://{host}:{port}"
-    config = uvicorn.Config(
-        simulator.app(),
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-        # uvicorn drops idle connections after 5 s by default; an API keeps them longer.
-        timeout_keep_alive=75,
-        access_log=False,
-    )
-    return uvicorn.Server(config)
-
-
 @contextmanager
 def running_simulator(
     simulator: Simulator | None = None, *, port: int = 0, timeout_s: float = 10.0
 ) -> Iterator[Simulator]:
-    """Serve a simulator from a background thread for the duration of the block."""
-    sim = simulator or Simulator()
-    sock = bind_loopback(port)
-    server = make_server(sim, sock)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the simulator did not start")
-        time.sleep(0.01)
-    try:
+    """Serve a simulator (a fresh one unless given) for the duration of the block."""
+    with serving(simulator or Simulator(), port=port, timeout_s=timeout_s) as sim:
         yield sim
-    finally:
-        server.should_exit = True
-        thread.join(timeout_s)
-        sock.close()

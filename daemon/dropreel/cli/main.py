@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("job_id", metavar="ID")
     command("check-config", "check the config, the key, the folders, the API and the stream")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
-    simulate = command("simulate", "serve the Oxen simulator on loopback until interrupted")
+    simulate = command("simulate", "serve the provider simulator (Oxen and /v1/videos) on loopback until interrupted")
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--complete-after", type=float, default=2.0, metavar="SECONDS")
     simulate.add_argument("--failure-rate", type=float, default=0.0, metavar="FRACTION")
@@ -263,6 +263,10 @@ def _simulate(args: argparse.Namespace) -> int:
     simulator = Simulator(options)
     sock = bind_loopback(args.port)
     server = make_server(simulator, sock)
-    print(f"Oxen simulator on {simulator.base_url} (any bearer key; Ctrl-C stops it)", flush=True)
+    print(
+        f"simulator on {simulator.base_url}: Oxen at /api, OpenAI-compatible videos at /v1 "
+        "(any bearer key; Ctrl-C stops it)",
+        flush=True,
+    )
     server.run(sockets=[sock])
     return 0

@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("job_id", metavar="ID")
     command("check-config", "check the config, the key, the folders, the API and the stream")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
-    simulate = command("simulate", "serve the provider simulator (Oxen and /v1/videos) on loopback until interrupted")
+    simulate = command(
+        "simulate",
+        "serve the provider simulator (Oxen and /v1/videos) on loopback until interrupted",
+    )
     simulate.add_argument("--port", type=int, default=8765)
     simulate.add_argument("--complete-after", type=float, default=2.0, metavar="SECONDS")
     simulate.add_argument("--failure-rate", type=float, default=0.0, metavar="FRACTION")

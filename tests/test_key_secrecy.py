@@ -23,6 +23,7 @@ from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulat
 from .daemon_harness import drop_job, write_config
 from .test_e2e import daemon_env, dropreel, start_daemon, wait_for
 
+SECOND_KEY = "lf-second-provider-key-42"
 KEY = "sk-live-5ecret-key-0123456789"
 
 # Records its environment and its parent's initial one (/proc/PPID/environ), and its stdin.
@@ -124,7 +125,7 @@ def every_byte_under(*folders: Path) -> bytes:
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("delivery", ["environment", "systemd-credential"])
+@pytest.mark.parametrize("delivery", ["environment", "systemd-credential", "two-providers"])
 def test_nothing_dropreel_writes_shows_or_starts_holds_the_key(
     tmp_path: Path, delivery: str
 ) -> None:
@@ -139,13 +140,26 @@ def test_nothing_dropreel_writes_shows_or_starts_holds_the_key(
     )
     hook_log = tmp_path / "hook.jsonl"
     with running_simulator(Simulator(options)) as simulator:
+        second = (
+            {
+                "providers.lumenfall": {
+                    "kind": "openai-videos",
+                    "base_url": simulator.base_url + "/v1",
+                }
+            }
+            if delivery == "two-providers"
+            else {}
+        )
         config = write_config(
             tmp_path,
             simulator,
             hooks={"on_complete": [sys.executable, "-c", SNOOPING_HOOK, str(hook_log)]},
+            **second,
         )
         if delivery == "environment":
             env = daemon_env(OXEN_API_KEY=KEY)
+        elif delivery == "two-providers":
+            env = daemon_env(OXEN_API_KEY=KEY, LUMENFALL_API_KEY=SECOND_KEY)
         else:
             credentials = tmp_path / "credentials"
             credentials.mkdir()
@@ -177,11 +191,11 @@ def test_nothing_dropreel_writes_shows_or_starts_holds_the_key(
             shown.append(dropreel("show", job_id, "--config", str(config), env=env).stdout)
 
     secret = KEY.encode()
-    assert secret not in own_environ
+    assert secret not in own_environ and SECOND_KEY.encode() not in own_environ
     hooks = [json.loads(line) for line in hook_log.read_text().splitlines()]
     assert hooks, "the hook ran"
     for record in hooks:
-        assert KEY not in json.dumps(record)
+        assert KEY not in json.dumps(record) and SECOND_KEY not in json.dumps(record)
         assert "CREDENTIALS_DIRECTORY" not in record["env"]
         assert "CREDENTIALS_DIRECTORY" not in record["parent"]
         assert not any("oxen-api-key" in v for v in record["env"].values())

@@ -8,12 +8,12 @@ import pytest
 
 from dropreel.intake.assets import (
     AssetWaits,
-    ImageInput,
     image_media_type,
     image_name_problem,
     image_problem,
     is_asset_name,
 )
+from dropreel.providers.base import ImageInput
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="

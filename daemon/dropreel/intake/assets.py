@@ -3,24 +3,10 @@ bytes are really an image of an allowed type. Pure."""
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-@dataclass(frozen=True, slots=True)
-class ImageInput:
-    """A local image a job sends to its provider."""
-
-    name: str
-    media_type: str
-    data: bytes
-
-    def data_uri(self) -> str:
-        encoded = base64.b64encode(self.data).decode("ascii")
-        return f"data:{self.media_type};base64,{encoded}"
 
 
 def is_asset_name(name: str) -> bool:

@@ -7,13 +7,26 @@ may be retried (RetryableProviderError, AuthRefused, ProviderUnreachable), may h
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dropreel.intake.assets import ImageInput
 from dropreel.lifecycle import Observation, RemoteStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInput:
+    """A local image a job sends to its provider."""
+
+    name: str
+    media_type: str
+    data: bytes
+
+    def data_uri(self) -> str:
+        encoded = base64.b64encode(self.data).decode("ascii")
+        return f"data:{self.media_type};base64,{encoded}"
 
 
 @dataclass(frozen=True, slots=True)

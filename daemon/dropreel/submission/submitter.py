@@ -20,12 +20,12 @@ from dropreel.errors import (
     RetryableProviderError,
 )
 from dropreel.fs.moves import move_to_failed
-from dropreel.intake.assets import ImageInput, image_media_type
+from dropreel.intake.assets import image_media_type
 from dropreel.lifecycle import JobState, Observation
 from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
 from dropreel.ops.redact import redact
-from dropreel.providers.base import Provider, Recovery, RemoteGeneration, Unsettled
+from dropreel.providers.base import ImageInput, Provider, Recovery, RemoteGeneration, Unsettled
 from dropreel.stage import Drain, Stage
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store

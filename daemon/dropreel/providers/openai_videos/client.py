@@ -13,8 +13,13 @@ import httpx
 from pydantic import SecretStr
 
 from dropreel.errors import GenerationUnknown, RequestRefused
-from dropreel.intake.assets import ImageInput
-from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration, ResultStream
+from dropreel.providers.base import (
+    Capabilities,
+    ImageInput,
+    Recovery,
+    RemoteGeneration,
+    ResultStream,
+)
 from dropreel.providers.http import (
     ResultFetcher,
     json_answer,

@@ -12,10 +12,15 @@ from httpx_sse import aconnect_sse
 from pydantic import SecretStr
 
 from dropreel.errors import GenerationUnknown, MalformedAnswer, ProviderError
-from dropreel.intake.assets import ImageInput
 from dropreel.lifecycle import Observation, RemoteStatus
 from dropreel.ops.redact import redact
-from dropreel.providers.base import Capabilities, Recovery, RemoteGeneration, ResultStream
+from dropreel.providers.base import (
+    Capabilities,
+    ImageInput,
+    Recovery,
+    RemoteGeneration,
+    ResultStream,
+)
 from dropreel.providers.http import (
     ResultFetcher,
     json_answer,

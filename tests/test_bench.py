@@ -32,8 +32,12 @@ def test_the_smoke_benchmark_runs_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(out.read_text())
     assert figures["mode"] == "smoke"
-    assert [run["completions"] for run in figures["latency"]] == [20, 100]
+    assert [run["completions"] for run in figures["latency"]] == [20, 100, 200]
+    assert [run["completions"] for run in figures["floor"]] == [100, 200]
+    assert all(run["cpu_ms_per_completion"] > 0 for run in figures["floor"])
+    assert figures["floor_ingest"]["files"] == 300
     assert figures["peer"]["completions"] == 20
     assert figures["ingest"]["files"] == 300
     assert figures["scale"]["pending"] == 5000
     assert "dropreel" in result.stdout and "peer: GET every 5 s" in result.stdout
+    assert "floor: minimal consumer" in result.stdout and "x the floor" in result.stdout

@@ -1,4 +1,5 @@
-"""`python -m dropreel.bench [--smoke] [--json PATH]`: the benchmark, dropreel beside the peer."""
+"""`python -m dropreel.bench [--smoke] [--json PATH]`: the benchmark, dropreel beside the floor
+(a minimal consumer doing the same durable work) and the peer (the documented poll loop)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,19 @@ from typing import Any
 from dropreel.bench import scenarios
 from dropreel.bench.table import render
 
+# "Flooded": every held completion released at once.
+FLOOD = 1_000_000.0
+
 FULL: dict[str, Any] = {
-    "latency": [(10.0, 100), (100.0, 1000), (1000.0, 3000)],
+    "latency": [(10.0, 100), (100.0, 1000), (FLOOD, 3000)],
+    "floor": [(100.0, 1000), (FLOOD, 3000)],
     "peer": (10.0, 100),
     "ingest": {"files": 10_000, "outage_s": 60.0, "finish_during": 100},
     "scale": {"pending": 100_000, "events": 10_000},
 }
 SMOKE: dict[str, Any] = {
-    "latency": [(10.0, 20), (100.0, 100)],
+    "latency": [(10.0, 20), (100.0, 100), (FLOOD, 200)],
+    "floor": [(100.0, 100), (FLOOD, 200)],
     "peer": (10.0, 20),
     "ingest": {"files": 300, "outage_s": 3.0, "finish_during": 10},
     "scale": {"pending": 5_000, "events": 300},
@@ -42,9 +48,16 @@ def run(plan: dict[str, Any], workdir: Path) -> dict[str, Any]:
         scenarios.latency(workdir / f"latency-{int(rate)}", rate=rate, count=count)
         for rate, count in plan["latency"]
     ]
+    results["floor"] = [
+        scenarios.latency(workdir / f"floor-{int(rate)}", rate=rate, count=count, consumer="floor")
+        for rate, count in plan["floor"]
+    ]
     rate, count = plan["peer"]
     results["peer"] = scenarios.peer(workdir / "peer", rate=rate, count=count)
     results.update(scenarios.ingest_and_outage(workdir / "ingest", **plan["ingest"]))
+    results["floor_ingest"] = scenarios.floor_ingest(
+        workdir / "floor-ingest", files=plan["ingest"]["files"]
+    )
     results["scale"] = scenarios.scale(workdir / "scale", **plan["scale"])
     return results
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from dropreel.config import toml_text
 from dropreel_simulator.oxen import Simulator
 
 BENCH_KEY = "bench-dropreel-key"
+FLOOR_KEY = "bench-floor-key"
 # Writes "<generation id> <epoch seconds>" as the hook runs; bash reads the clock itself
 # ($EPOCHREALTIME), so no second process skews the figure.
 HOOK = 'printf "%s %s\\n" "$DROPREEL_GENERATION_ID" "$EPOCHREALTIME" >> "$BENCH_HOOK_LOG"'
@@ -79,19 +81,10 @@ class DaemonProcess:
         return _status_kb(self.process.pid, "VmHWM") / 1024
 
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return process_cpu_s(self.process.pid)
 
     def hook_times(self) -> dict[str, float]:
-        """When each generation's hook started, by the hook's own clock."""
-        if not self.hook_log.exists():
-            return {}
-        times: dict[str, float] = {}
-        for line in self.hook_log.read_text().splitlines():
-            generation_id, _, stamp = line.partition(" ")
-            times.setdefault(generation_id, float(stamp))
-        return times
+        return hook_times(self.hook_log)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -104,6 +97,68 @@ class DaemonProcess:
         self._notify.close()
         self._log.close()
         return int(self.process.returncode)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU time of a process, every thread included, its children excluded (utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def hook_times(log: Path) -> dict[str, float]:
+    """When each generation's hook started, by the hook's own clock."""
+    if not log.exists():
+        return {}
+    times: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        generation_id, _, stamp = line.partition(" ")
+        times.setdefault(generation_id, float(stamp))
+    return times
+
+
+class FloorProcess:
+    """The floor consumer (bench/floor.py) as a child process, with its own key."""
+
+    def __init__(self, root: Path, base_url: str, mode: str, count: int, **extra: str) -> None:
+        self.root = root
+        self.hook_log = root / "hooks.log"
+        root.mkdir(parents=True, exist_ok=True)
+        options = [f"--{k.replace('_', '-')}={v}" for k, v in extra.items()]
+        env = {**os.environ, "BENCH_HOOK_LOG": str(self.hook_log)}
+        self._log = (root / "floor.log").open("w")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dropreel.bench.floor",
+                mode,
+                f"--base-url={base_url}",
+                f"--key={FLOOR_KEY}",
+                f"--root={root}",
+                f"--count={count}",
+                *options,
+                f"--hook={json.dumps(['/bin/bash', '-c', HOOK])}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+    def cpu_s(self) -> float:
+        return process_cpu_s(self.process.pid)
+
+    def hook_times(self) -> dict[str, float]:
+        return hook_times(self.hook_log)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
 
 
 def _status_kb(pid: int, field: str) -> int:

@@ -12,7 +12,9 @@ import anyio
 
 from dropreel.bench.harness import (
     BENCH_KEY,
+    FLOOR_KEY,
     DaemonProcess,
+    FloorProcess,
     drop_files,
     requests_by,
     wait_until,
@@ -52,41 +54,82 @@ def _submitted(database: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
 
 
-def latency(root: Path, *, rate: float, count: int) -> dict[str, Any]:
-    """Completions released at `rate` per second: event emitted -> hook process running."""
+def latency(root: Path, *, rate: float, count: int, consumer: str = "dropreel") -> dict[str, Any]:
+    """Completions released at `rate` per second: event emitted -> hook process running, and
+    the consumer's CPU per completion (its threads included, hook processes excluded)."""
     root.mkdir(parents=True)
     simulator = _held_simulator()
     with running_simulator(simulator):
-        config = write_config(
-            root,
-            simulator,
-            submit={"concurrency": 16},
-            delivery={"concurrency": 16},
-            hooks={"concurrency": 16},
-        )
-        daemon = DaemonProcess(root, config)
+        process: DaemonProcess | FloorProcess
+        if consumer == "dropreel":
+            config = write_config(
+                root,
+                simulator,
+                submit={"concurrency": 16},
+                delivery={"concurrency": 16},
+                hooks={"concurrency": 16},
+            )
+            process = daemon = DaemonProcess(root, config)
+        else:
+            process = FloorProcess(root, simulator.base_url, "completions", count)
         try:
-            daemon.wait_ready()
-            files = {f"job-{n:05}.txt": f"latency {n}" for n in range(count)}
-            drop_files(root / "inbox", root / "staging", files)
-            database = root / "state" / "dropreel.sqlite3"
-            wait_until(lambda: _submitted(database) == count, 300, "every submission")
+            if consumer == "dropreel":
+                daemon.wait_ready()
+                files = {f"job-{n:05}.txt": f"latency {n}" for n in range(count)}
+                drop_files(root / "inbox", root / "staging", files)
+                database = root / "state" / "dropreel.sqlite3"
+                wait_until(lambda: _submitted(database) == count, 300, "every submission")
+            else:
+                wait_until((root / "submitted").exists, 300, "every submission")
+            time.sleep(0.5)  # let the submissions' tail settle before counting CPU
+            cpu_before = process.cpu_s()
             simulator.call_soon(lambda: simulator.release_held(rate))
-            wait_until(lambda: len(daemon.hook_times()) >= count, count / rate + 300, "every hook")
-            hooks = daemon.hook_times()
-            latencies = [
-                hooks[g] - simulator.generations[g].completed_at  # type: ignore[operator]
-                for g in hooks
-            ]
+            wait_until(lambda: len(process.hook_times()) >= count, count / rate + 300, "every hook")
+            cpu_s = process.cpu_s() - cpu_before
+            hooks = process.hook_times()
+            completed = {g: simulator.generations[g].completed_at for g in hooks}
+            latencies = [hooks[g] - completed[g] for g in hooks]  # type: ignore[operator]
+            span_s = max(hooks.values()) - min(c for c in completed.values() if c is not None)
             # The whole job's requests, POST included, as the peer's are counted.
-            cost = requests_by(simulator, BENCH_KEY)
+            key = BENCH_KEY if consumer == "dropreel" else FLOOR_KEY
+            cost = requests_by(simulator, key)
         finally:
-            daemon.stop()
+            process.stop()
     return {
+        "consumer": consumer,
         "rate_per_s": rate,
         "completions": count,
         **_latency_figures(latencies),
+        "cpu_ms_per_completion": round(cpu_s / count * 1000, 3),
+        "completions_per_s": round(count / span_s, 1),
         "requests_per_job": {k: round(v / count, 3) for k, v in sorted(cost.items())},
+    }
+
+
+def floor_ingest(root: Path, *, files: int) -> dict[str, Any]:
+    """The floor's ingest: files dropped at once -> every one POSTed."""
+    root.mkdir(parents=True)
+    simulator = _held_simulator()
+    inbox = root / "inbox"
+    inbox.mkdir()
+    with running_simulator(simulator):
+        floor = FloorProcess(root, simulator.base_url, "ingest", files, inbox=str(inbox))
+        try:
+            time.sleep(1.0)  # the process is up and polling its inbox
+            jobs = {f"bulk-{n:06}.json": f'{{"prompt": "bulk {n}"}}' for n in range(files)}
+            dropped = drop_files(inbox, root / "staging", jobs)
+            wait_until(lambda: (root / "done").exists(), 600, "every POST")
+            last_post = max(
+                r.at
+                for r in list(simulator.requests)
+                if r.kind == "enqueue" and r.client == FLOOR_KEY
+            )
+        finally:
+            floor.stop()
+    return {
+        "files": files,
+        "seconds": round(last_post - dropped, 3),
+        "jobs_per_s": round(files / (last_post - dropped), 1),
     }
 
 

@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import anyio
-
 from dropreel.delivery.download import generation_outcome
+from dropreel.hooks.spawn import spawn_and_wait
 from dropreel.ops.keyguard import KeySources
 from dropreel.ops.redact import stored_text
 from dropreel.state.records import GenerationRow, JobRow
-
-_OUTPUT_TAIL_BYTES = 2000
 
 
 def hook_fields(job: JobRow, generation: GenerationRow) -> dict[str, str]:
@@ -82,59 +78,15 @@ async def run_hook(
 ) -> HookResult:
     """Run one hook to completion or time-out; a time-out kills it."""
     try:
-        process = await anyio.open_process(
-            list(argv),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-        )
+        ended = await spawn_and_wait(argv, env, stdin, timeout_s=timeout_s)
     except OSError as exc:
         return HookResult(False, f"cannot start {argv[0]!r}: {exc.strerror or exc}")
-    output = bytearray()
-    async with process:
-        with anyio.move_on_after(timeout_s) as deadline:
-            async with anyio.create_task_group() as group:
-                group.start_soon(_feed, process, stdin)
-                group.start_soon(_collect, process, output)
-                await process.wait()
-                # A hook's background child may hold its stdout open; do not wait on it long.
-                group.cancel_scope.deadline = min(
-                    group.cancel_scope.deadline, anyio.current_time() + 1.0
-                )
-        if deadline.cancelled_caught:
-            _kill_group(process.pid)
-            with anyio.CancelScope(shield=True):
-                await process.wait()
-            return HookResult(False, f"timed out after {timeout_s:g}s{_tail(output)}")
-    if process.returncode == 0:
+    output = bytearray(ended.output)
+    if ended.returncode is None:
+        return HookResult(False, f"timed out after {timeout_s:g}s{_tail(output)}")
+    if ended.returncode == 0:
         return HookResult(True, "exit 0")
-    return HookResult(False, f"exit status {process.returncode}{_tail(output)}")
-
-
-async def _feed(process: anyio.abc.Process, data: bytes) -> None:
-    assert process.stdin is not None
-    try:
-        await process.stdin.send(data)
-    except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        pass  # the hook need not read its stdin
-    finally:
-        await process.stdin.aclose()
-
-
-async def _collect(process: anyio.abc.Process, output: bytearray) -> None:
-    assert process.stdout is not None
-    async for chunk in process.stdout:
-        output.extend(chunk)
-        del output[:-_OUTPUT_TAIL_BYTES]
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, 9)
-    except ProcessLookupError:
-        pass
+    return HookResult(False, f"exit status {ended.returncode}{_tail(output)}")
 
 
 def _tail(output: bytearray) -> str:

@@ -202,3 +202,16 @@ async def test_a_file_arriving_just_after_the_first_scan_is_not_missed(tmp_path:
                     await anyio.sleep(0.02)
             stop.set()
         assert len(accepted) == 1
+
+
+async def test_files_claimed_together_never_share_a_stem(box: Dropbox) -> None:
+    # Six stems, each twice (.txt and .TXT), all claimed at the same time.
+    spellings = ["same.txt", "SAME.txt", "Same.txt", "sAme.txt", "saMe.txt", "samE.txt"]
+    spellings += [name.replace(".txt", ".TXT") for name in spellings]
+    for name in spellings:
+        box.drop(name, f"prompt for {name}")
+    await box.inbox.scan()
+    jobs = await box.store.jobs()
+    assert all(j.state is JobState.ACCEPTED for j in jobs) and len(jobs) == 12
+    stems = sorted(j.stem for j in jobs)
+    assert len(set(stems)) == 12 and stems.count("same_2") == 1, stems

@@ -51,6 +51,10 @@ class _Vanished(Exception):
     """The file went away before we could take it."""
 
 
+# Files claimed at once in a scan: enough for their commits to share a disk write.
+_CLAIMS_AT_ONCE = 16
+
+
 def new_job_id() -> str:
     """Sortable by creation time, unique without coordination."""
     return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(3)}"
@@ -141,6 +145,7 @@ class Inbox:
         self._settle_s = settle_s
         self._stability = StabilityWatch(stable_s)
         self._asset_waits = AssetWaits(asset_wait_s)
+        self._reserved_stems: set[str] = set()
         self._on_accepted = on_accepted
         self._scan_lock = anyio.Lock()
         self.accepted_count = 0
@@ -162,10 +167,19 @@ class Inbox:
         """Take every file in the inbox now; True if some were left to settle."""
         async with self._scan_lock:
             names = await anyio.to_thread.run_sync(self.waiting_names)
-            unsettled = False
-            for name in names:
-                unsettled |= not await self._take(name)
-            return unsettled
+            left: list[str] = []
+            limiter = anyio.CapacityLimiter(_CLAIMS_AT_ONCE)
+
+            async def take(name: str) -> None:
+                async with limiter:
+                    if not await self._take(name):
+                        left.append(name)
+
+            # Several at once: their commits share one write to the disk (see Store).
+            async with anyio.create_task_group() as group:
+                for name in names:
+                    group.start_soon(take, name)
+            return bool(left)
 
     async def _read(self, name: str, max_bytes: int) -> bytes:
         """A file of the inbox, once its writer is done with it (see read_job_file)."""
@@ -236,17 +250,20 @@ class Inbox:
         kept = self._folders.accepted / f"{job_id}-{printable(path.name)}"
         image = self._folders.inbox / request.image if request.image else None
         kept_image = self._folders.accepted / f"{job_id}-{printable(image.name)}" if image else None
-        await self._store.begin_claim(
-            job_id=job_id,
-            source_name=shown,
-            source_path=displayable(str(path)),
-            kept_path=str(kept),
-            stem=stem,
-            request=dict(request.body),
-            provider=request.provider,
-            image_source=str(image) if image else None,
-            image_path=str(kept_image) if kept_image else None,
-        )
+        try:
+            await self._store.begin_claim(
+                job_id=job_id,
+                source_name=shown,
+                source_path=displayable(str(path)),
+                kept_path=str(kept),
+                stem=stem,
+                request=dict(request.body),
+                provider=request.provider,
+                image_source=str(image) if image else None,
+                image_path=str(kept_image) if kept_image else None,
+            )
+        finally:
+            self._reserved_stems.discard(stem)
         try:
             await anyio.to_thread.run_sync(move_durably, path, kept)
         except OSError as exc:
@@ -271,11 +288,19 @@ class Inbox:
         await self._on_accepted(job_id)
 
     async def _free_stem(self, stem: str) -> str:
+        """A stem no job and no manifest has; reserved until its claim is recorded, as files
+        are claimed several at once."""
         n = 1
         while True:
             candidate = numbered_stem(stem, n)
             manifest = self._folders.outbox / manifest_name(candidate)
-            if not manifest.exists() and not await self._store.stem_taken(candidate):
+            if (
+                candidate not in self._reserved_stems
+                and not manifest.exists()
+                and not await self._store.stem_taken(candidate)
+                and candidate not in self._reserved_stems
+            ):
+                self._reserved_stems.add(candidate)
                 return candidate
             n += 1
 

@@ -153,7 +153,8 @@ async def test_a_mixed_inbox_goes_to_both_providers_and_every_video_is_delivered
     # the videos API.
     assert all("dropreel" not in body for body, _ in [*simulator.enqueued, *videos.created])
     assert {body["prompt"] for body, _ in videos.created} == {"to lumenfall", "two from lumenfall"}
-    assert (outbox / "lumen.mp4").read_bytes() == videos.content(videos.created[0][1])
+    [lumen] = [v for b, v in videos.created if b["prompt"] == "to lumenfall"]
+    assert (outbox / "lumen.mp4").read_bytes() == videos.content(lumen)
     pair = [v for b, v in videos.created if b["prompt"] == "two from lumenfall"]
     for n, video_id in enumerate(pair, start=1):
         assert (outbox / f"pair-{n}.mp4").read_bytes() == videos.content(video_id)
@@ -169,6 +170,12 @@ async def test_a_mixed_inbox_goes_to_both_providers_and_every_video_is_delivered
     costs = db_rows(settings.database_path, "SELECT cost_usd, cost_is_estimate FROM generations")
     assert sorted(r["cost_usd"] for r in costs if r["cost_usd"] is not None) == [1.2, 1.2, 1.2]
     assert not any(r["cost_is_estimate"] for r in costs)
+    progress = db_rows(
+        settings.database_path,
+        "SELECT g.progress FROM generations g JOIN jobs j USING (job_id)"
+        " WHERE j.provider = 'lumenfall'",
+    )
+    assert [r["progress"] for r in progress] == [100, 100, 100]
     manifest = json.loads((outbox / "pair.result.json").read_text())
     assert (manifest["provider"], manifest["cost_usd"]) == ("lumenfall", 2.4)
     assert [g["cost_usd"] for g in manifest["generations"]] == [1.2, 1.2]

@@ -400,7 +400,10 @@ class Daemon:
             bound.debug("observation ignored", reason=decision.reason, source=observed.source)
             return
         if isinstance(decision, StillRunning):
-            waiting.status = decision.status
+            percent = observed.progress.percent if observed.progress else None
+            if decision.status is waiting.status and percent == waiting.progress:
+                return  # the same as last time: nothing to record
+            waiting.status, waiting.progress = decision.status, percent
             await self.store.update_remote_status(
                 observed.generation_id, decision.status, observed.progress
             )

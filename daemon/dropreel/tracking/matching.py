@@ -19,6 +19,8 @@ class Pending:
     status: RemoteStatus
     enqueued_at: float
     provider: str = "oxen"
+    # Last progress recorded (0-100), where the provider reports it.
+    progress: int | None = None
 
 
 class Matcher:

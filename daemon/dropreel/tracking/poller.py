@@ -47,7 +47,10 @@ class Reconciler:
         except DropreelError as exc:
             log.warning("listing failed; checking each generation", error=str(exc))
         for remote in (listed or {}).values():
-            await self._on_observation(_observed(remote))
+            # A row that only says "still running" tells nothing new: with a hundred
+            # thousand pending, observing each would cost more than the listing itself.
+            if remote.status.is_terminal or remote.progress is not None:
+                await self._on_observation(_observed(remote))
         to_check = ids if listed is None else [i for i in ids if i not in listed]
         limiter = anyio.CapacityLimiter(_PARALLEL_GETS)
         async with anyio.create_task_group() as group:

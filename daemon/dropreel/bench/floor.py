@@ -22,6 +22,8 @@ import anyio
 import httpx
 from httpx_sse import aconnect_sse
 
+from dropreel.fs.moves import fsync_dir
+
 COMPLETED = "media_generation_completed"
 
 
@@ -35,14 +37,6 @@ def _database(path: Path) -> sqlite3.Connection:
     )
     db.execute("CREATE INDEX IF NOT EXISTS jobs_generation ON jobs (generation)")
     return db
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -124,7 +118,7 @@ class Floor:
         os.rename(temp, final)
         manifest = {"job_id": job_id, "generation_id": generation, "path": str(final)}
         _write_durably(self.outbox / f"{job_id}.result.json", json.dumps(manifest).encode())
-        _fsync_dir(self.outbox)
+        fsync_dir(self.outbox)
         self.db.execute(
             "UPDATE jobs SET state = 'hooking', output = ? WHERE id = ?", (str(final), job_id)
         )
@@ -187,7 +181,7 @@ async def ingest(floor: Floor, inbox: Path, count: int) -> None:
                 body = json.loads(path.read_bytes())
                 job_id = path.stem
                 os.rename(path, accepted / path.name)
-                _fsync_dir(accepted)
+                fsync_dir(accepted)
                 body.setdefault("model", "m")
                 await floor.submit(http, job_id, body)
 

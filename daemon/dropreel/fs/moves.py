@@ -70,12 +70,14 @@ def lexists(path: Path) -> bool:
 
 
 _COPY_CHUNK = 1 << 16
-_FILE_KINDS = {
+# What a file that is not a regular one is, in words (for refusals).
+FILE_KINDS = {
     stat.S_IFDIR: "a directory",
     stat.S_IFIFO: "a FIFO",
     stat.S_IFSOCK: "a socket",
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
+    stat.S_IFLNK: "a symbolic link",
 }
 
 
@@ -101,7 +103,7 @@ def stage_copy(source: Path, folder: Path, *, prefix: str, max_bytes: int | None
     kind = stat.S_IFMT(info.st_mode)
     problem = None
     if kind != stat.S_IFREG:
-        problem = f"not a regular file ({_FILE_KINDS.get(kind, 'special')})"
+        problem = f"not a regular file ({FILE_KINDS.get(kind, 'special')})"
     elif max_bytes is not None and info.st_size > max_bytes:
         problem = f"file is {info.st_size} bytes; the limit is {max_bytes}"
     if problem is not None:

@@ -16,7 +16,7 @@ import structlog
 import watchfiles
 
 from dropreel.errors import JobFileRejected
-from dropreel.fs.moves import move_durably, move_to_failed
+from dropreel.fs.moves import FILE_KINDS, move_durably, move_to_failed
 from dropreel.fs.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
 from dropreel.intake.assets import MAX_IMAGE_BYTES, AssetWaits, image_problem, is_asset_name
 from dropreel.intake.jobs import (
@@ -32,15 +32,6 @@ from dropreel.lifecycle import JobState
 from dropreel.state.store import Store
 
 log = structlog.get_logger("dropreel.inbox")
-
-_FILE_KINDS = {
-    stat.S_IFDIR: "a directory",
-    stat.S_IFIFO: "a FIFO",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFLNK: "a symbolic link",
-}
 
 
 class _NotYet(Exception):
@@ -108,7 +99,7 @@ def _check_entry(path: Path, *, settle_s: float, now: float) -> None:
         raise _Vanished from None
     kind = stat.S_IFMT(info.st_mode)
     if kind != stat.S_IFREG:
-        raise JobFileRejected(path.name, f"not a regular file ({_FILE_KINDS.get(kind, 'special')})")
+        raise JobFileRejected(path.name, f"not a regular file ({FILE_KINDS.get(kind, 'special')})")
     if info.st_size > MAX_JOB_FILE_BYTES:
         raise JobFileRejected(
             path.name, f"file is {info.st_size} bytes; the limit is {MAX_JOB_FILE_BYTES}"

@@ -61,9 +61,10 @@ class Downloader:
             raise MalformedAnswer(f"generation {generation.generation_id} has no usable result URL")
         temp = self._outbox / temp_name(generation.generation_id)
         offset = _resumable_size(temp)
+        finish: Callable[[], None] | None = None
         with anyio.fail_after(max(within_s, 0.001)):
             try:
-                content_type = await self._transfer(url, temp, offset)
+                content_type, finish = await self._transfer(url, temp, offset)
             except RangeNotSatisfiable as refused:
                 if refused.total is None or refused.total != offset:
                     temp.unlink(missing_ok=True)  # not the file the server has: start over
@@ -73,15 +74,21 @@ class Downloader:
         extension = extension_for(url, content_type)
         desired = media_name(job.stem, generation.idx, count, extension)
 
-        def place() -> Path:
+        def finish_and_place() -> Path:
+            # One trip to a worker thread: make the bytes durable, check them, place them.
+            if finish is not None:
+                finish()
             return link_no_clobber(
                 temp, self._outbox, desired, is_ours=lambda existing: same_content(existing, temp)
             )
 
-        return await anyio.to_thread.run_sync(place)
+        return await anyio.to_thread.run_sync(finish_and_place)
 
-    async def _transfer(self, url: str, temp: Path, offset: int) -> str | None:
-        """Append the rest of the result to `temp`, durably; the Content-Type."""
+    async def _transfer(
+        self, url: str, temp: Path, offset: int
+    ) -> tuple[str | None, Callable[[], None]]:
+        """Append the rest of the result to `temp`; the Content-Type, and what makes it
+        durable and checks its length (blocking: run it off the event loop)."""
         async with self._provider.open_download(url, offset=offset) as response:
             if offset and response.status_code != 206:
                 offset = 0  # the server ignored our Range: start over
@@ -106,8 +113,7 @@ class Downloader:
             if expected is not None and total != expected:
                 raise ConnectionLost("result download", f"ended at {total} of {expected} bytes")
 
-        await anyio.to_thread.run_sync(finish)
-        return content_type
+        return content_type, finish
 
 
 def _resumable_size(temp: Path) -> int:

@@ -13,13 +13,22 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from dropreel.cli import admin
 from dropreel.config import Settings
 from dropreel.lifecycle import RemoteStatus
 from dropreel.providers.openai_videos.answers import parse_video
 from dropreel.providers.openai_videos.client import OpenAIVideosClient
 from dropreel_simulator.oxen import Simulator
 
-from .daemon_harness import db_rows, drop_job, hook_argv, hook_lines, run_daemon, settings_for
+from .daemon_harness import (
+    db_rows,
+    drop_job,
+    hook_argv,
+    hook_lines,
+    run_daemon,
+    settings_for,
+    until,
+)
 from .test_assets import JPEG, PNG, WEBP
 
 CONTENT = "https://api.test/v1/videos/{id}/content"
@@ -299,3 +308,35 @@ async def test_an_image_that_arrives_after_its_job_is_used(
     ((body, _),) = simulator.videos.created
     assert body["input_reference"] == ("late.png", "image/png", PNG)
     assert (tmp_path / "outbox" / "late.mp4").exists()
+
+
+async def test_cancel_reaches_the_jobs_own_provider_and_the_job_ends_cancelled(
+    tmp_path: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LUMENFALL_API_KEY", "lf-cancel-key")
+    simulator.videos.options.complete_after_s = (3600.0, 3600.0)
+    settings = both_providers(tmp_path, simulator)
+    drop_job(tmp_path / "inbox", "long.json", lumenfall_job("takes an hour"))
+    stop = anyio.Event()
+
+    async def cancel_once_submitted() -> None:
+        await until(lambda: len(simulator.videos.created) == 1)
+        [job] = db_rows(settings.database_path, "SELECT job_id FROM jobs")
+        said = await admin.cancel(settings, job["job_id"])
+        assert "asked the provider to cancel 1 generation" in said
+        await until(
+            lambda: (
+                db_rows(settings.database_path, "SELECT state FROM jobs")[0]["state"] == "completed"
+            )
+        )
+        stop.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(cancel_once_submitted)
+        await run_daemon(settings, until_idle=False, stop=stop)
+
+    assert simulator.count("video-cancel") == 1
+    (video,) = simulator.videos.videos.values()
+    assert video.cancelled
+    manifest = json.loads((tmp_path / "outbox" / "long.result.json").read_text())
+    assert [g["status"] for g in manifest["generations"]] == ["cancelled"]

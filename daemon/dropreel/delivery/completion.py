@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 
 import anyio
 import structlog
@@ -79,13 +80,15 @@ class Completion:
         if found is None:
             return
         generation, job = found
+        completed = False
         if generation.phase is Phase.DOWNLOADING:
-            delivered = await self._download(job, generation)
-            if delivered is None:
+            downloaded = await self._download(job, generation)
+            if downloaded is None:
                 return
-            generation = delivered
+            generation, completed = downloaded
         try:
-            await self._complete_if_done(job, generation)
+            if not completed:
+                await self._complete_if_done(job, generation)
         except OSError as exc:
             # The outbox is full or read-only: the manifest (and so the job's last hook)
             # waits, and is tried again until the fault is gone.
@@ -107,8 +110,11 @@ class Completion:
         self._manifest_failures.pop(job.job_id, None)
         await self.hooks.put(generation_id)
 
-    async def _download(self, job: JobRow, generation: GenerationRow) -> GenerationRow | None:
-        """Fetch the result; the generation as now recorded, or None to try again later."""
+    async def _download(
+        self, job: JobRow, generation: GenerationRow
+    ) -> tuple[GenerationRow, bool] | None:
+        """Fetch the result; the generation as now recorded and whether that completed the
+        job, or None to try again later."""
         bound = log.bind(job_id=job.job_id, generation_id=generation.generation_id)
         deadline_s = self._settings.jobs.deadline_s
         if not generation.result_url:
@@ -143,9 +149,10 @@ class Completion:
                 )
                 await self._store.record_delivered(generation, None, error=reason)
                 bound.error("download abandoned", error=str(exc), attempts=attempts)
-                return replace(
+                abandoned = replace(
                     generation, phase=Phase.HOOKING, error=reason, delivered_at=time.time()
                 )
+                return abandoned, False
             settings = self._settings.delivery
             delay = (
                 0.0
@@ -161,11 +168,33 @@ class Completion:
         self._counters.downloads += 1
         self._counters.download_bytes += path.stat().st_size
         delivered_at = time.time()
-        await self._store.record_delivered(generation, str(path), at=delivered_at)
-        bound.info("delivered", path=str(path))
-        return replace(
+        delivered = replace(
             generation, phase=Phase.HOOKING, output_path=str(path), delivered_at=delivered_at
         )
+        manifest = await self._manifest_of_whole_job(job, delivered)
+        # The delivery and, when it is the whole job, its completion: one commit.
+        await self._store.record_delivered(
+            generation,
+            str(path),
+            at=delivered_at,
+            completed_manifest=str(manifest) if manifest else None,
+        )
+        bound.info("delivered", path=str(path))
+        if manifest is not None:
+            self._job_completed(job, [delivered], manifest, delivered_at)
+        return delivered, manifest is not None
+
+    async def _manifest_of_whole_job(self, job: JobRow, delivered: GenerationRow) -> Path | None:
+        """The manifest, written now if this generation is the whole job; None otherwise, or
+        if it cannot be written now (the usual path then tries again)."""
+        if expected_generations(job) != 1 or job.state is not JobState.SUBMITTED:
+            return None
+        try:
+            return await anyio.to_thread.run_sync(
+                write_manifest, self._settings.outbox_dir, job, [delivered]
+            )
+        except OSError:
+            return None
 
     async def _fresh_url(self, job: JobRow, generation: GenerationRow) -> str | None:
         """Presigned result URLs expire, and a result may come without one: ask REST for a
@@ -219,12 +248,20 @@ class Completion:
             )
             finished_at = time.time()
             await self._store.complete_job(job.job_id, str(path), at=finished_at)
+        self._job_completed(job, generations, path, finished_at)
+
+    def _job_completed(
+        self, job: JobRow, generations: list[GenerationRow], manifest: Path, finished_at: float
+    ) -> None:
         self._counters.jobs_completed += 1
         self._metrics.job_duration.observe(finished_at - job.created_at)
-        log.info("manifest written", job_id=job.job_id, manifest=str(path))
+        log.info("manifest written", job_id=job.job_id, manifest=str(manifest))
         log_job_end(
             replace(
-                job, state=JobState.COMPLETED, finished_at=finished_at, manifest_path=str(path)
+                job,
+                state=JobState.COMPLETED,
+                finished_at=finished_at,
+                manifest_path=str(manifest),
             ),
             generations,
             "completed",

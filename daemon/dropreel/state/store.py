@@ -463,12 +463,17 @@ class Store:
     ) -> None:
         now = time.time() if at is None else at
         async with self._transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET state = ?, manifest_path = ?, updated_at = ?, finished_at = ?"
-                " WHERE job_id = ?",
-                (JobState.COMPLETED, manifest_path, now, now, job_id),
-            )
-            await self._log(db, job_id, "completed", manifest_path)
+            await self._completed(db, job_id, manifest_path, now)
+
+    async def _completed(
+        self, db: _Statements, job_id: str, manifest_path: str, now: float
+    ) -> None:
+        await db.execute(
+            "UPDATE jobs SET state = ?, manifest_path = ?, updated_at = ?, finished_at = ?"
+            " WHERE job_id = ?",
+            (JobState.COMPLETED, manifest_path, now, now, job_id),
+        )
+        await self._log(db, job_id, "completed", manifest_path)
 
     async def job(self, job_id: str) -> JobRow | None:
         rows = await self._fetch_all("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
@@ -630,8 +635,12 @@ class Store:
         error: str | None = None,
         *,
         at: float | None = None,
+        completed_manifest: str | None = None,
     ) -> None:
-        """The result is in the outbox (or will never be): the hook is next."""
+        """The result is in the outbox (or will never be): the hook is next. With
+        `completed_manifest`, this generation was the whole job, and its manifest is written:
+        the job is complete in the same commit."""
+        now = time.time() if at is None else at
         async with self._transaction() as db:
             await db.execute(
                 "UPDATE generations SET phase = ?, output_path = ?, delivered_at = ?,"
@@ -639,7 +648,7 @@ class Store:
                 (
                     Phase.HOOKING,
                     output_path,
-                    time.time() if at is None else at,
+                    now,
                     stored_text(error),
                     generation.generation_id,
                 ),
@@ -651,6 +660,8 @@ class Store:
                 output_path or error,
                 generation.generation_id,
             )
+            if completed_manifest is not None:
+                await self._completed(db, generation.job_id, completed_manifest, now)
 
     async def record_hook_attempt(
         self, generation: GenerationRow, *, error: str | None, give_up: bool

@@ -211,3 +211,10 @@ def test_each_providers_key_is_read_from_its_own_variable(tmp_path: Path) -> Non
     assert {n: k.get_secret_value() for n, k in keys.items()} == {"oxen": "ox-1", "lf": "lf-2"}
     with pytest.raises(ConfigError, match=r"providers\.lf\.api_key_env: environment variable"):
         read_api_keys(settings, environ={"OXEN_API_KEY": "ox-1"})
+
+
+def test_an_empty_oxen_section_beside_other_providers_still_means_oxen(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[oxen]\n[providers.lf]\nkind = "openai-videos"\n')
+    settings = load_settings(config, environ={})
+    assert sorted(settings.providers) == ["lf", "oxen"] and settings.default_provider == "oxen"

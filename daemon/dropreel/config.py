@@ -403,6 +403,12 @@ def load_settings(
         settings = _Layered()
     except ValidationError as exc:
         raise _describe(exc) from None
+    named_oxen = "oxen" in file_data or any(k.startswith(f"{ENV_PREFIX}OXEN__") for k in env)
+    if named_oxen and "oxen" not in settings.providers:
+        # An [oxen] table holding only defaults is dropped when the sources are merged, yet
+        # writing it says "use Oxen" beside the other providers.
+        oxen = ProviderSettings(**settings.oxen.model_dump(), kind="oxen")
+        settings = settings.model_copy(update={"providers": {**settings.providers, "oxen": oxen}})
     problem = settings.provider_problem()
     if problem is not None:
         raise ConfigError(*problem)

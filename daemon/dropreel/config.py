@@ -104,10 +104,6 @@ class ProviderSettings(OxenSettings):
         kind = data.get("kind", "oxen")
         return {**_KIND_DEFAULTS.get(kind, {}), **data}
 
-    @property
-    def supports_idempotency(self) -> bool:
-        return self.kind == "openai-videos" and self.idempotency
-
 
 class PathSettings(_Section):
     inbox: Path = Path("inbox")

@@ -20,6 +20,7 @@ from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
 from dropreel.ops.report import job_story, json_line, status_record, status_table
+from dropreel.providers.oxen.client import events_url
 from dropreel.providers.registry import Connected, api_prefix, connected_providers
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
@@ -236,14 +237,14 @@ async def _provider_verdicts(
         found.append((False, f"api: {api}: {exc or type(exc).__name__}"))
     if connected.feed is None:
         return found
-    events_url = str(config.base_url).rstrip("/") + "/api/events"
+    stream = events_url(str(config.base_url))
     try:
         with anyio.fail_after(config.connect_timeout_s + 5):
             async with connected.feed.connect():
                 pass
-        found.append((True, f"event stream: {events_url} connected"))
+        found.append((True, f"event stream: {stream} connected"))
     except (DropreelError, TimeoutError) as exc:
-        found.append((False, f"event stream: {events_url}: {exc or type(exc).__name__}"))
+        found.append((False, f"event stream: {stream}: {exc or type(exc).__name__}"))
     return found
 
 

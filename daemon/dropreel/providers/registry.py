@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from dropreel.config import ProviderSettings, Settings
 from dropreel.providers.base import EventFeed, Provider
 from dropreel.providers.openai_videos.client import OpenAIVideosClient
-from dropreel.providers.oxen.client import OxenClient
+from dropreel.providers.oxen.client import OxenClient, rest_base
 from dropreel.providers.ratelimit import RequestGate
 
 
@@ -38,8 +38,8 @@ def _timeout(config: ProviderSettings) -> httpx.Timeout:
 
 def api_prefix(config: ProviderSettings) -> str:
     """Where the provider's API lives: every request under it passes the ceiling."""
-    base = str(config.base_url).rstrip("/")
-    return base + "/api/ai" if config.kind == "oxen" else base
+    base = str(config.base_url)
+    return rest_base(base) if config.kind == "oxen" else base.rstrip("/")
 
 
 def connect(

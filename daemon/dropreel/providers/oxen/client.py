@@ -34,6 +34,18 @@ from dropreel.providers.streamguard import BoundedStream
 from dropreel.providers.urls import usable_result_url
 
 _MAX_MESSAGE_CHARS = 500
+
+
+def rest_base(base_url: str) -> str:
+    """Where Oxen's REST API lives under its base URL (oxen-api.md)."""
+    return base_url.rstrip("/") + "/api/ai"
+
+
+def events_url(base_url: str) -> str:
+    """Oxen's event stream: not under /api/ai (oxen-api.md)."""
+    return base_url.rstrip("/") + "/api/events"
+
+
 # num_generations 1-4 at enqueue (oxen-api.md); no idempotency key; a push stream.
 CAPABILITIES = Capabilities(
     push_feed=True, idempotency_keys=False, cancel=True, generations_per_request=4
@@ -78,7 +90,7 @@ class OxenClient:
         self.name = name
         self._http = http
         self._base = base_url.rstrip("/")
-        self._rest = self._base + "/api/ai"
+        self._rest = rest_base(self._base)
         self._key = api_key
         self._idle_timeout_s = idle_timeout_s
         self._results = ResultFetcher(http, origin_url=self._base, auth=self._auth())
@@ -206,7 +218,7 @@ class OxenClient:
         # Around the whole session: failures while reading events surface here too.
         with translated(what):
             async with aconnect_sse(
-                self._http, "GET", f"{self._base}/api/events", headers=self._auth(), timeout=timeout
+                self._http, "GET", events_url(self._base), headers=self._auth(), timeout=timeout
             ) as source:
                 if source.response.status_code != 200:
                     await source.response.aread()

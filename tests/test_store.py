@@ -82,6 +82,26 @@ async def test_a_generation_goes_from_waiting_to_done(tmp_path: Path) -> None:
         assert g.hook_error is None and g.hooked_at is not None
 
 
+async def test_waiting_generations_come_a_page_at_a_time_and_only_the_waiting(
+    tmp_path: Path,
+) -> None:
+    async with Store.open(tmp_path / "db.sqlite3") as store:
+        for n in range(7):
+            await claim(store, f"j{n}", f"stem{n}")
+            await store.record_submission(f"j{n}", [(f"g{n}", RemoteStatus.QUEUED)])
+        finished = await store.generation("g3")
+        assert finished is not None
+        await store.record_finished(
+            "g3", "j3", RemoteStatus.FAILED, Phase.HOOKING, result_url=None, error="x", source="t"
+        )
+        pages = [page async for page in store.waiting_generations(page_rows=2)]
+    assert [len(page) for page in pages] == [2, 2, 2]
+    waiting = [row for page in pages for row in page]
+    assert [(g, j, status, provider) for g, j, status, _, provider in waiting] == [
+        (f"g{n}", f"j{n}", "queued", "oxen") for n in (0, 1, 2, 4, 5, 6)
+    ]
+
+
 async def test_stems_are_unique_among_live_jobs(tmp_path: Path) -> None:
     async with Store.open(tmp_path / "db.sqlite3") as store:
         await claim(store, "j1", "cat")

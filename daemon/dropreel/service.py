@@ -350,19 +350,14 @@ class Daemon:
         for job in await self.store.jobs([JobState.ACCEPTED]):
             await self.submitter.stage.put(job.job_id)
         self._lost_posts = [j.job_id for j in await self.store.jobs([JobState.SUBMITTING])]
-        for (
-            generation_id,
-            job_id,
-            status,
-            accepted_at,
-            provider,
-        ) in await self.store.waiting_generations():
-            self.matcher.register(
-                job_id,
-                [(generation_id, RemoteStatus(status))],
-                enqueued_at=accepted_at,
-                provider=provider,
-            )
+        async for page in self.store.waiting_generations():
+            for generation_id, job_id, status, accepted_at, provider in page:
+                self.matcher.register(
+                    job_id,
+                    [(generation_id, RemoteStatus(status))],
+                    enqueued_at=accepted_at,
+                    provider=provider,
+                )
         for generation in await self.store.generations_in(Phase.DOWNLOADING):
             await self.completion.deliveries.put(generation.generation_id)
         for generation in await self.store.generations_in(Phase.HOOKING):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,6 +17,7 @@ import anyio
 from dropreel.errors import StateError
 from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 from dropreel.ops.redact import stored_text
+from dropreel.state.commits import GroupCommit, Statements
 from dropreel.state.records import (
     LEGACY_PROVIDER,
     MIGRATIONS,
@@ -28,31 +29,9 @@ from dropreel.state.records import (
     job_from,
 )
 
-_Op = tuple[str, tuple[Any, ...]]
-
 
 class _Executes(Protocol):
     async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Any: ...
-
-
-class _Statements:
-    """Writes collected for one transition, committed together with others'."""
-
-    def __init__(self) -> None:
-        self.ops: list[_Op] = []
-
-    async def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> None:
-        self.ops.append((sql, tuple(parameters)))
-
-    async def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
-        self.ops.extend((sql, tuple(row)) for row in rows)
-
-
-@dataclass(slots=True)
-class _Waiting:
-    ops: list[_Op]
-    done: anyio.Event = field(default_factory=anyio.Event)
-    error: BaseException | None = None
 
 
 class Store:
@@ -62,8 +41,7 @@ class Store:
         self._db = connection
         # One connection, many tasks: a transaction must not interleave with another's statements.
         self._lock = anyio.Lock()
-        self._queued: list[_Waiting] = []
-        self._committing = False
+        self._group = GroupCommit(connection, self._lock)
 
     @classmethod
     @asynccontextmanager
@@ -129,72 +107,15 @@ class Store:
             await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[_Statements]:
+    async def _transaction(self) -> AsyncIterator[Statements]:
         """Collect a transition's writes; on exit they commit with any others waiting.
 
         The caller resumes only once its writes are durable, so "record, then act" holds.
         """
-        statements = _Statements()
+        statements = Statements()
         yield statements
-        if statements.ops:
-            await self._group_commit(statements.ops)
-
-    async def _group_commit(self, ops: list[_Op]) -> None:
-        waiting = _Waiting(ops)
-        self._queued.append(waiting)
-        if self._committing:
-            await waiting.done.wait()
-        else:
-            # This caller commits everything queued meanwhile, in as few transactions as
-            # the load allows; the commits are the durable writes, so they are shielded.
-            self._committing = True
-            try:
-                with anyio.CancelScope(shield=True):
-                    while self._queued:
-                        batch, self._queued = self._queued, []
-                        await self._commit_batch(batch)
-            finally:
-                self._committing = False
-        if waiting.error is not None:
-            raise waiting.error
-
-    async def _commit_batch(self, batch: list[_Waiting]) -> None:
-        try:
-            async with self._lock:
-                try:
-                    await self._apply([op for waiting in batch for op in waiting.ops])
-                except sqlite3.Error:
-                    # One bad write must not undo the others: apply each caller's on its own.
-                    for waiting in batch:
-                        try:
-                            await self._apply(waiting.ops)
-                        except sqlite3.Error as exc:
-                            waiting.error = exc
-        except Exception as exc:
-            # Anything else (the connection itself failing) fails the whole batch, but
-            # every caller still wakes with the reason, and the next batch is still tried.
-            for waiting in batch:
-                waiting.error = waiting.error or exc
-        finally:
-            for waiting in batch:
-                waiting.done.set()
-
-    async def _apply(self, ops: list[_Op]) -> None:
-        # Identical statements go in one executemany: one trip to the database thread.
-        grouped: dict[str, list[tuple[Any, ...]]] = {}
-        for sql, params in ops:
-            grouped.setdefault(sql, []).append(params)
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, rows in grouped.items():
-                if len(rows) == 1:
-                    await self._db.execute(sql, rows[0])
-                else:
-                    await self._db.executemany(sql, rows)
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
-        await self._db.execute("COMMIT")
+        if statements.writes:
+            await self._group.commit(statements.writes)
 
     @asynccontextmanager
     async def _direct_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -334,16 +255,16 @@ class Store:
         The compare-and-set is what guarantees one POST per job: only its winner may send.
         """
         now = time.time()
-        async with self._direct_transaction() as db:
-            cursor = await db.execute(
-                "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?,"
-                " post_attempts = post_attempts + 1 WHERE job_id = ? AND state = ?",
-                (JobState.SUBMITTING, now, now, job_id, JobState.ACCEPTED),
-            )
-            won = cursor.rowcount == 1
-            if won:
-                await self._log(db, job_id, JobState.SUBMITTING.value)
-        return won
+        claim = Statements()
+        claim.compare_and_set(
+            "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?,"
+            " post_attempts = post_attempts + 1 WHERE job_id = ? AND state = ?",
+            (JobState.SUBMITTING, now, now, job_id, JobState.ACCEPTED),
+        )
+        await self._log(claim, job_id, JobState.SUBMITTING.value)
+        # Joins the group commit: the claim is durable before the POST, as ever, but shares
+        # its disk write with whatever else is committing.
+        return await self._group.commit(claim.writes)
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Jobs by state and generations by phase: a cheap round-trip that proves the database."""
@@ -465,9 +386,7 @@ class Store:
         async with self._transaction() as db:
             await self._completed(db, job_id, manifest_path, now)
 
-    async def _completed(
-        self, db: _Statements, job_id: str, manifest_path: str, now: float
-    ) -> None:
+    async def _completed(self, db: Statements, job_id: str, manifest_path: str, now: float) -> None:
         await db.execute(
             "UPDATE jobs SET state = ?, manifest_path = ?, updated_at = ?, finished_at = ?"
             " WHERE job_id = ?",
@@ -522,17 +441,28 @@ class Store:
         )
         return (generation_from(rows[0]), job_from(rows[0])) if rows else None
 
-    async def waiting_generations(self) -> list[tuple[str, str, str, float, str]]:
+    async def waiting_generations(
+        self, page_rows: int = 5_000
+    ) -> AsyncIterator[list[tuple[str, str, str, float, str]]]:
         """(generation id, job id, status, job accepted at, provider) of every waiting
-        generation.
+        generation, a page at a time.
 
-        Lean on purpose: a restart with a hundred thousand pending must not build rows.
+        Lean on purpose: a restart with a hundred thousand pending must neither build rows
+        nor hold them all at once.
         """
-        rows = await self._db.execute_fetchall(
-            "SELECT g.generation_id, g.job_id, g.remote_status, j.created_at, j.provider"
-            " FROM generations g JOIN jobs j USING (job_id) WHERE g.phase = 'waiting'"
-        )
-        return [(r[0], r[1], r[2], r[3], r[4] or LEGACY_PROVIDER) for r in rows]
+        after = 0
+        while True:
+            rows = await self._fetch_all(
+                "SELECT g.rowid, g.generation_id, g.job_id, g.remote_status, j.created_at,"
+                " j.provider FROM generations g JOIN jobs j USING (job_id)"
+                " WHERE g.phase = 'waiting' AND g.rowid > ? ORDER BY g.rowid LIMIT ?",
+                (after, page_rows),
+            )
+            if not rows:
+                return
+            after = rows[-1][0]
+            # A provider's name is one string, however many of its generations wait.
+            yield [(r[1], r[2], r[3], r[4], sys.intern(r[5] or LEGACY_PROVIDER)) for r in rows]
 
     async def generations_of(self, job_id: str) -> list[GenerationRow]:
         rows = await self._fetch_all(
@@ -562,7 +492,7 @@ class Store:
                 await self._record_progress(db, generation_id, progress)
 
     @staticmethod
-    async def _record_progress(db: _Statements, generation_id: str, progress: Progress) -> None:
+    async def _record_progress(db: Statements, generation_id: str, progress: Progress) -> None:
         await db.execute(
             "UPDATE generations SET progress = COALESCE(?, progress),"
             " cost_usd = COALESCE(?, cost_usd),"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from dropreel.clock import process_clock
 from dropreel.config import Settings, key_sources
 from dropreel.delivery.download import Downloader, write_manifest
 from dropreel.errors import DropreelError, ResultUrlRefused
+from dropreel.fs.moves import fsync_dir
 from dropreel.hooks.run import hook_environment, hook_fields, hook_stdin, run_hook
 from dropreel.lifecycle import JobState, Phase, job_state_after_generations
 from dropreel.ops.counters import Counters
@@ -74,6 +75,7 @@ class Completion:
         }
         self._completion_lock = anyio.Lock()
         self._manifest_failures: dict[str, int] = {}
+        self._carried: dict[str, tuple[GenerationRow, JobRow]] = {}
 
     async def deliver(self, generation_id: str) -> None:
         found = await self._store.generation_with_job(generation_id)
@@ -108,6 +110,8 @@ class Completion:
             self.deliveries.later(generation_id, delay)
             return
         self._manifest_failures.pop(job.job_id, None)
+        # Carried forward: the hook needs these rows, as they stand, not a second read.
+        self._carried[generation_id] = (generation, job)
         await self.hooks.put(generation_id)
 
     async def _download(
@@ -125,12 +129,16 @@ class Completion:
         if downloader is None:
             bound.error("the job's provider is not configured any more; its result waits")
             return None
+        whole_job = expected_generations(job) == 1 and job.state is JobState.SUBMITTED
         try:
-            path = await downloader.fetch(
+            place = await downloader.download(
                 job,
                 generation,
                 expected_generations(job),
                 within_s=process_clock.remaining(job.created_at, deadline_s),
+            )
+            path, manifest, delivered_at = await anyio.to_thread.run_sync(
+                self._place, place, job, generation, whole_job
             )
         except (DropreelError, OSError) as exc:
             attempts = await self._store.record_download_failure(
@@ -167,11 +175,7 @@ class Completion:
             return None
         self._counters.downloads += 1
         self._counters.download_bytes += path.stat().st_size
-        delivered_at = time.time()
-        delivered = replace(
-            generation, phase=Phase.HOOKING, output_path=str(path), delivered_at=delivered_at
-        )
-        manifest = await self._manifest_of_whole_job(job, delivered)
+        delivered = _delivered(generation, path, delivered_at)
         # The delivery and, when it is the whole job, its completion: one commit.
         await self._store.record_delivered(
             generation,
@@ -184,17 +188,28 @@ class Completion:
             self._job_completed(job, [delivered], manifest, delivered_at)
         return delivered, manifest is not None
 
-    async def _manifest_of_whole_job(self, job: JobRow, delivered: GenerationRow) -> Path | None:
-        """The manifest, written now if this generation is the whole job; None otherwise, or
-        if it cannot be written now (the usual path then tries again)."""
-        if expected_generations(job) != 1 or job.state is not JobState.SUBMITTED:
-            return None
-        try:
-            return await anyio.to_thread.run_sync(
-                write_manifest, self._settings.outbox_dir, job, [delivered]
-            )
-        except OSError:
-            return None
+    def _place(
+        self, place: Callable[[], Path], job: JobRow, generation: GenerationRow, whole_job: bool
+    ) -> tuple[Path, Path | None, float]:
+        """Blocking, in one trip to a worker thread: the result placed in the outbox, with
+        the job's manifest if this generation is the whole job, and one sync of the outbox
+        for both. Where the result lies, the manifest (None if not written now: the usual
+        path tries again) and when it was delivered."""
+        path = place()
+        delivered_at = time.time()
+        manifest = None
+        if whole_job:
+            try:
+                manifest = write_manifest(
+                    self._settings.outbox_dir,
+                    job,
+                    [_delivered(generation, path, delivered_at)],
+                    sync_folder=False,
+                )
+            except OSError:
+                pass
+        fsync_dir(self._settings.outbox_dir)
+        return path, manifest, delivered_at
 
     async def _fresh_url(self, job: JobRow, generation: GenerationRow) -> str | None:
         """Presigned result URLs expire, and a result may come without one: ask REST for a
@@ -268,7 +283,9 @@ class Completion:
         )
 
     async def hook(self, generation_id: str) -> None:
-        found = await self._store.generation_with_job(generation_id)
+        found = self._carried.pop(generation_id, None)
+        if found is None:
+            found = await self._store.generation_with_job(generation_id)
         if found is None or found[0].phase is not Phase.HOOKING:
             return
         generation, job = found
@@ -298,3 +315,7 @@ class Completion:
         delay = backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
         bound.warning("hook failed", error=result.detail, retry_in_s=round(delay, 2))
         self.hooks.later(generation_id, delay)
+
+
+def _delivered(generation: GenerationRow, path: Path, at: float) -> GenerationRow:
+    return replace(generation, phase=Phase.HOOKING, output_path=str(path), delivered_at=at)

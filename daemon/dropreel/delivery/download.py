@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from dropreel.errors import ConnectionLost, MalformedAnswer, RangeNotSatisfiable, ReadStalled
-from dropreel.fs.moves import link_no_clobber, same_content
+from dropreel.fs.moves import fsync_dir, link_no_clobber, same_content
 from dropreel.fs.naming import extension_for, manifest_name, media_name
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
 from dropreel.providers.base import Provider, ResultStream
@@ -56,6 +56,21 @@ class Downloader:
         self, job: JobRow, generation: GenerationRow, count: int, *, within_s: float = math.inf
     ) -> Path:
         """Download one succeeded generation's result within `within_s`; where it now lies."""
+        place = await self.download(job, generation, count, within_s=within_s)
+
+        def place_durably() -> Path:
+            path = place()
+            fsync_dir(self._outbox)
+            return path
+
+        return await anyio.to_thread.run_sync(place_durably)
+
+    async def download(
+        self, job: JobRow, generation: GenerationRow, count: int, *, within_s: float = math.inf
+    ) -> Callable[[], Path]:
+        """Fetch one succeeded generation's bytes within `within_s`; what then places them
+        (blocking: it makes them durable, checks their length and links them into the outbox,
+        whose own sync is left to the caller, so that one sync can cover several files)."""
         url = generation.result_url
         if not url:
             raise MalformedAnswer(f"generation {generation.generation_id} has no usable result URL")
@@ -74,15 +89,18 @@ class Downloader:
         extension = extension_for(url, content_type)
         desired = media_name(job.stem, generation.idx, count, extension)
 
-        def finish_and_place() -> Path:
-            # One trip to a worker thread: make the bytes durable, check them, place them.
+        def place() -> Path:
             if finish is not None:
                 finish()
             return link_no_clobber(
-                temp, self._outbox, desired, is_ours=lambda existing: same_content(existing, temp)
+                temp,
+                self._outbox,
+                desired,
+                is_ours=lambda existing: same_content(existing, temp),
+                sync_folder=False,
             )
 
-        return await anyio.to_thread.run_sync(finish_and_place)
+        return place
 
     async def _transfer(
         self, url: str, temp: Path, offset: int
@@ -266,8 +284,11 @@ def total_cost(generations: Sequence[GenerationRow]) -> float | None:
     return round(sum(known), 6) if known else None
 
 
-def write_manifest(outbox: Path, job: JobRow, generations: Sequence[GenerationRow]) -> Path:
-    """Write the manifest atomically; never replaces another job's manifest."""
+def write_manifest(
+    outbox: Path, job: JobRow, generations: Sequence[GenerationRow], *, sync_folder: bool = True
+) -> Path:
+    """Write the manifest atomically; never replaces another job's manifest. Without
+    `sync_folder`, the caller syncs the outbox (one sync for the result and its manifest)."""
     body = json.dumps(manifest(job, generations), indent=2, ensure_ascii=False) + "\n"
     temp = outbox / f".dropreel-{job.job_id}.result.tmp"
     temp.unlink(missing_ok=True)  # a leftover, or a link planted at our name: never followed
@@ -284,4 +305,6 @@ def write_manifest(outbox: Path, job: JobRow, generations: Sequence[GenerationRo
             return False
 
     # An earlier run may have written this manifest and crashed before recording it.
-    return link_no_clobber(temp, outbox, manifest_name(job.stem), is_ours=ours)
+    return link_no_clobber(
+        temp, outbox, manifest_name(job.stem), is_ours=ours, sync_folder=sync_folder
+    )

@@ -37,11 +37,13 @@ def link_no_clobber(
     desired: str,
     *,
     is_ours: Callable[[Path], bool] = lambda _: False,
+    sync_folder: bool = True,
 ) -> Path:
     """Give `source` a name in `folder` without replacing anything; return that name.
 
     A clash takes the next numbered name, unless `is_ours` says the existing file is
-    this very content from an earlier run that crashed before recording it.
+    this very content from an earlier run that crashed before recording it. Without
+    `sync_folder`, the new name is durable only once the caller syncs `folder`.
     """
     taken_by_other: set[str] = set()
 
@@ -60,7 +62,8 @@ def link_no_clobber(
             taken_by_other.add(name)
             continue
         source.unlink()
-        fsync_dir(folder)
+        if sync_folder:
+            fsync_dir(folder)
         return target
 
 

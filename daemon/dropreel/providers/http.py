@@ -4,12 +4,13 @@ JSON answers read strictly, and result downloads that never send the key to anot
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import ijson  # type: ignore[import-untyped]
 
 from dropreel.backoff import retry_after_seconds
 from dropreel.errors import (
@@ -105,13 +106,98 @@ def translated(what: str) -> Iterator[None]:
 
 async def send(http: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
     """One request, its failures translated (see `translated`)."""
-    with translated(f"{method} {httpx.URL(url).path}"):
+    with translated(f"{method} {shown_url(url)}"):
         return await http.request(method, url, **kwargs)
 
 
+def shown_url(url: str) -> str:
+    """Where a request went, for an operator: without the query, which may hold a
+    presigned URL's signature."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else parts.path
+
+
+@asynccontextmanager
+async def streamed_items(
+    http: httpx.AsyncClient,
+    url: str,
+    prefix: str,
+    *,
+    what: str,
+    absent: Collection[int] = (),
+    **kwargs: Any,
+) -> AsyncIterator[AsyncIterator[Any] | None]:
+    """The items at `prefix` (ijson's notation, e.g. "generations.item") of a JSON answer,
+    parsed as they arrive, or None if the answer's status is one of `absent`.
+
+    A listing of a hundred thousand rows is 25 MB of JSON: parsed whole, it would more than
+    double the daemon's memory for a moment; item by item, it never holds more than one.
+    """
+    with translated(f"GET {shown_url(url)}"):
+        async with http.stream("GET", url, **kwargs) as response:
+            if response.status_code in absent:
+                yield None
+                return
+            if response.status_code >= 300:
+                await response.aread()
+                raise_for_answer(response, what)
+            yield _parsed_items(response, prefix, what)
+
+
+async def _parsed_items(response: httpx.Response, prefix: str, what: str) -> AsyncIterator[Any]:
+    try:
+        async for item in ijson.items_async(_Reader(response), prefix, use_float=True):
+            yield item
+    except ijson.JSONError as exc:
+        raise MalformedAnswer(f"{what}: answer is not JSON ({exc})") from None
+
+
+class _Reader:
+    """An answer's (decoded) body as the file-like object ijson reads from."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._chunks = response.aiter_bytes()
+
+    async def read(self, size: int = -1) -> bytes:
+        if size == 0:
+            return b""  # ijson asks for nothing first, to learn whether we give bytes or str
+        async for chunk in self._chunks:
+            if chunk:  # an empty chunk would read as the end
+                return chunk
+        return b""
+
+
+_TIMED_OUT: dict[type[Exception], tuple[str, str]] = {
+    # What each of httpx's time-outs means, and which of its limits applies.
+    httpx.ConnectTimeout: ("no connection", "connect"),
+    httpx.ReadTimeout: ("no data received", "read"),
+    httpx.WriteTimeout: ("could not send", "write"),
+    httpx.PoolTimeout: ("no free connection", "pool"),
+}
+
+
 def _detail(exc: Exception) -> str:
-    # httpx's messages may be empty (a bare ReadTimeout): say at least what happened.
-    return str(exc) or type(exc).__name__
+    """httpx's message, or, where it has none (a bare ReadTimeout), what happened in words."""
+    if str(exc):
+        return str(exc)
+    meaning = _TIMED_OUT.get(type(exc))
+    if meaning is None:
+        return type(exc).__name__
+    words, limit = meaning
+    seconds = _timeout_of(exc, limit)
+    within = f" within {seconds:g}s" if seconds is not None else ""
+    return f"{words}{within} ({limit} time-out)"
+
+
+def _timeout_of(exc: Exception, limit: str) -> float | None:
+    try:
+        request = exc.request if isinstance(exc, httpx.RequestError) else None
+    except RuntimeError:
+        request = None  # raised without a request (httpx sets one on every real request)
+    if request is None:
+        return None
+    value = request.extensions.get("timeout", {}).get(limit)
+    return float(value) if isinstance(value, int | float) else None
 
 
 class HttpResultStream:
@@ -150,7 +236,7 @@ class ResultFetcher:
             headers.update(self._auth)
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        what = f"GET {target.path or '/'} (result download)"
+        what = f"GET {shown_url(url)} (result download)"
         with translated(what):
             async with self._http.stream("GET", url, headers=headers) as response:
                 if response.status_code >= 300:

@@ -26,6 +26,7 @@ from dropreel.providers.http import (
     json_answer,
     raise_for_answer,
     send,
+    streamed_items,
     translated,
 )
 from dropreel.providers.oxen.events import interpret
@@ -148,19 +149,19 @@ class OxenClient:
         if response.status_code != 404:
             raise_for_answer(response, what)
 
-    async def _listed_rows(self, status: str | None) -> list[Any] | None:
-        """The raw rows of one listing, or None if the provider offers no listing."""
-        what = "GET /api/ai/queue" + (f"?status={status}" if status else "")
-        params = {"status": status} if status else None
-        response = await send(
-            self._http, "GET", f"{self._rest}/queue", params=params, headers=self._auth()
+    def _listing(
+        self, status: str | None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Any] | None]:
+        """The rows of one listing as they arrive, or None if the provider offers none."""
+        return streamed_items(
+            self._http,
+            f"{self._rest}/queue",
+            "generations.item",
+            what="GET /api/ai/queue" + (f"?status={status}" if status else ""),
+            absent=(404, 405, 501),
+            params={"status": status} if status else None,
+            headers=self._auth(),
         )
-        if response.status_code in (404, 405, 501):
-            return None
-        raise_for_answer(response, what)
-        payload = json_answer(response, what)
-        raw = payload.get("generations") if isinstance(payload, dict) else None
-        return raw if isinstance(raw, list) else None
 
     async def listed(self, ids: Collection[str]) -> dict[str, RemoteGeneration] | None:
         """The active rows among `ids` from one listing; None if there is no listing.
@@ -168,20 +169,20 @@ class OxenClient:
         Only active rows count: the older API lists no result_url, so a finished generation
         is looked up on its own.
         """
-        rows = await self._listed_rows(None)
-        if rows is None:
-            return None
         wanted = ids if isinstance(ids, set | frozenset | dict) else set(ids)
         found: dict[str, RemoteGeneration] = {}
-        for item in rows:
-            if not isinstance(item, dict):
-                continue
-            generation_id = item.get("generation_id") or item.get("id")
-            if generation_id not in wanted:
-                continue
-            status = RemoteStatus.parse(item.get("status"))
-            if isinstance(generation_id, str) and status is not None and not status.is_terminal:
-                found[generation_id] = RemoteGeneration(generation_id, status)
+        async with self._listing(None) as rows:
+            if rows is None:
+                return None
+            async for item in rows:
+                if not isinstance(item, dict):
+                    continue
+                generation_id = item.get("generation_id") or item.get("id")
+                if generation_id not in wanted:
+                    continue
+                status = RemoteStatus.parse(item.get("status"))
+                if isinstance(generation_id, str) and status is not None and not status.is_terminal:
+                    found[generation_id] = RemoteGeneration(generation_id, status)
         return found
 
     async def recover_lost_post(
@@ -201,9 +202,12 @@ class OxenClient:
         # Newer docs: filters and full rows; older: only active rows whatever the filter.
         found: dict[str, RemoteGeneration] = {}
         for status in (None, "succeeded", "failed", "cancelled"):
-            for item in await self._listed_rows(status) or []:
-                generation = parse_generation(item, "GET /api/ai/queue")
-                found.setdefault(generation.generation_id, generation)
+            async with self._listing(status) as rows:
+                if rows is None:
+                    continue
+                async for item in rows:
+                    generation = parse_generation(item, "GET /api/ai/queue")
+                    found.setdefault(generation.generation_id, generation)
         return list(found.values())
 
     def open_download(

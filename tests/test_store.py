@@ -7,7 +7,7 @@ import anyio
 import pytest
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.state.records import SCHEMA_VERSION
+from dropreel.state.records import SCHEMA_VERSION, Finish
 from dropreel.state.store import Store
 
 
@@ -60,13 +60,17 @@ async def test_a_generation_goes_from_waiting_to_done(tmp_path: Path) -> None:
         g = await store.generation("g1")
         assert g is not None
         await store.record_finished(
-            g.generation_id,
-            g.job_id,
-            RemoteStatus.SUCCEEDED,
-            Phase.DOWNLOADING,
-            result_url="u",
-            error=None,
-            source="event",
+            [
+                Finish(
+                    g.generation_id,
+                    g.job_id,
+                    RemoteStatus.SUCCEEDED,
+                    Phase.DOWNLOADING,
+                    "u",
+                    None,
+                    "event",
+                )
+            ]
         )
         assert await store.jobs_ready_to_complete() == []
         g = await store.generation("g1")
@@ -92,7 +96,7 @@ async def test_waiting_generations_come_a_page_at_a_time_and_only_the_waiting(
         finished = await store.generation("g3")
         assert finished is not None
         await store.record_finished(
-            "g3", "j3", RemoteStatus.FAILED, Phase.HOOKING, result_url=None, error="x", source="t"
+            [Finish("g3", "j3", RemoteStatus.FAILED, Phase.HOOKING, None, "x", "t")]
         )
         pages = [page async for page in store.waiting_generations(page_rows=2)]
     assert [len(page) for page in pages] == [2, 2, 2]

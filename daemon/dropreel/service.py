@@ -12,7 +12,6 @@ from pathlib import Path
 
 import anyio
 import structlog
-from anyio.abc import TaskGroup
 from pydantic import SecretStr
 
 from dropreel.config import Settings
@@ -39,10 +38,11 @@ from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
 from dropreel.providers.registry import Connected
 from dropreel.stage import Drain
-from dropreel.state.records import JobRow
+from dropreel.state.records import Finish, JobRow
 from dropreel.state.store import Store
 from dropreel.submission.submitter import Submitter
 from dropreel.tracking.matching import Matcher
+from dropreel.tracking.recorder import FinishRecorder
 from dropreel.tracking.tracker import Tracker
 
 log = structlog.get_logger("dropreel.service")
@@ -132,7 +132,7 @@ class Daemon:
             asset_wait_s=settings.inbox.asset_wait_s,
         )
         self.notifier = notifier or Notifier(environ={})
-        self._group: TaskGroup | None = None
+        self.finishes = FinishRecorder(self.store.record_finished, self.completion.deliveries.put)
         self._lost_posts: list[str] = []
 
     # ---- running ----------------------------------------------------------------------
@@ -163,6 +163,7 @@ class Daemon:
             await self._run_tasks(stop, inbox_stop, until_idle)
         finally:
             self.metrics.close()
+            self.finishes.close()
             for stage in self.stages:
                 stage.close()
         log.info(
@@ -179,7 +180,6 @@ class Daemon:
         self, stop: anyio.Event, inbox_stop: anyio.Event, until_idle: bool
     ) -> None:
         async with anyio.create_task_group() as group:
-            self._group = group
             await self._recover()
             for tracker in self.trackers.values():
                 group.start_soon(tracker.run)
@@ -190,6 +190,7 @@ class Daemon:
                 first_attempts,
             )
             group.start_soon(self._enforce_deadlines)
+            group.start_soon(self.finishes.run)
             for stage in self.stages:
                 group.start_soon(stage.run)
             # The first stream attempt may hang up to its time-outs: a stop must not wait.
@@ -409,30 +410,15 @@ class Daemon:
         if observed.source is Source.EVENT:
             self.counters.events_matched += 1
         self.metrics.generation_finished(observed.generation_id)
-        # Recorded in a task of its own: the stream reader goes straight on to the next
-        # event, and completions arriving together are committed together.
-        assert self._group is not None
-        self._group.start_soon(self._record_finished, observed, waiting.job_id, decision)
-
-    async def _record_finished(
-        self, observed: Observation, job_id: str, decision: Finished
-    ) -> None:
-        """Durably record a completion, then hand it to delivery (never the other way round)."""
-        await self.store.record_finished(
-            observed.generation_id,
-            job_id,
-            decision.status,
-            decision.next_phase,
-            result_url=decision.result_url,
-            error=decision.error,
-            source=observed.source.value,
-            progress=observed.progress,
+        self.finishes.add(
+            Finish(
+                observed.generation_id,
+                waiting.job_id,
+                decision.status,
+                decision.next_phase,
+                result_url=decision.result_url,
+                error=decision.error,
+                source=observed.source.value,
+                progress=observed.progress,
+            )
         )
-        log.info(
-            "generation finished",
-            job_id=job_id,
-            generation_id=observed.generation_id,
-            status=decision.status.value,
-            via=observed.source.value,
-        )
-        await self.completion.deliveries.put(observed.generation_id)

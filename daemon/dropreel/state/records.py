@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-from dropreel.lifecycle import JobState, Phase, RemoteStatus
+from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 
 SCHEMA_VERSION = 4
 
@@ -202,3 +202,17 @@ def generation_from(row: aiosqlite.Row) -> GenerationRow:
         cost_usd=row["cost_usd"],
         cost_is_estimate=bool(row["cost_is_estimate"]),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """A generation the provider says is terminal, as it is to be recorded."""
+
+    generation_id: str
+    job_id: str
+    status: RemoteStatus
+    next_phase: Phase
+    result_url: str | None
+    error: str | None
+    source: str
+    progress: Progress | None = None

@@ -6,7 +6,7 @@ import json
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +23,7 @@ from dropreel.state.records import (
     MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
+    Finish,
     GenerationRow,
     JobRow,
     generation_from,
@@ -507,34 +508,34 @@ class Store:
             ),
         )
 
-    async def record_finished(
-        self,
-        generation_id: str,
-        job_id: str,
-        status: RemoteStatus,
-        next_phase: Phase,
-        *,
-        result_url: str | None,
-        error: str | None,
-        source: str,
-        progress: Progress | None = None,
-    ) -> None:
-        """The provider says the generation is terminal (or gave a fresher result URL)."""
+    async def record_finished(self, finishes: Sequence[Finish]) -> None:
+        """The provider says these generations are terminal (or gave fresher result URLs):
+        one commit for them all."""
+        now = time.time()
         async with self._transaction() as db:
-            if progress is not None:
-                await self._record_progress(db, generation_id, progress)
-            await db.execute(
-                "UPDATE generations SET remote_status = ?, phase = ?, result_url = ?, error = ?,"
-                " completed_at = COALESCE(completed_at, ?) WHERE generation_id = ?",
-                (status, next_phase, result_url, stored_text(error), time.time(), generation_id),
-            )
-            await self._log(
-                db,
-                job_id,
-                f"generation {status.value}",
-                f"via {source}" + (f": {error}" if error else ""),
-                generation_id,
-            )
+            for finish in finishes:
+                if finish.progress is not None:
+                    await self._record_progress(db, finish.generation_id, finish.progress)
+                await db.execute(
+                    "UPDATE generations SET remote_status = ?, phase = ?, result_url = ?,"
+                    " error = ?, completed_at = COALESCE(completed_at, ?)"
+                    " WHERE generation_id = ?",
+                    (
+                        finish.status,
+                        finish.next_phase,
+                        finish.result_url,
+                        stored_text(finish.error),
+                        now,
+                        finish.generation_id,
+                    ),
+                )
+                await self._log(
+                    db,
+                    finish.job_id,
+                    f"generation {finish.status.value}",
+                    f"via {finish.source}" + (f": {finish.error}" if finish.error else ""),
+                    finish.generation_id,
+                )
 
     async def update_result_url(self, generation_id: str, result_url: str) -> None:
         async with self._transaction() as db:

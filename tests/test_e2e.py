@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import IO, Any
 
@@ -65,7 +66,8 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None
 def job_states(database: Path) -> list[str]:
     if not database.exists():
         return []
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+    # Closed at once: an open reader would keep the daemon from removing its -wal on exit.
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         return [row[0] for row in db.execute("SELECT state FROM jobs")]
 
 

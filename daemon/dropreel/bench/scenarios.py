@@ -21,7 +21,7 @@ from dropreel.bench.harness import (
     write_config,
 )
 from dropreel.bench.peer import PEER_KEY, run_peer
-from dropreel.state.store import read_only_uri
+from dropreel.state.reading import read_only_uri
 from dropreel_simulator.oxen import Simulator, SimulatorOptions, running_simulator
 
 RESULT_BYTES = 4 * 1024

@@ -18,6 +18,7 @@ from dropreel.errors import StateError
 from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 from dropreel.ops.redact import stored_text
 from dropreel.state.commits import GroupCommit, Statements
+from dropreel.state.reading import connect_read_only
 from dropreel.state.records import (
     LEGACY_PROVIDER,
     MIGRATIONS,
@@ -60,7 +61,7 @@ class Store:
     @classmethod
     async def _connect(cls, path: Path, read_only: bool) -> Store:
         if read_only:
-            connection = await aiosqlite.connect(read_only_uri(path), uri=True)
+            connection = await connect_read_only(path)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = await aiosqlite.connect(path, isolation_level=None)
@@ -625,11 +626,6 @@ class Store:
                 "UPDATE generations SET phase = ? WHERE generation_id = ?",
                 (Phase.DONE, generation.generation_id),
             )
-
-
-def read_only_uri(path: Path) -> str:
-    """A read-only SQLite URI for `path`: percent-encoded, so `#` and `?` stay in the path."""
-    return f"{path.absolute().as_uri()}?mode=ro"
 
 
 # What an operator can do about each SQLite failure, by its primary result code.

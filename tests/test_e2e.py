@@ -174,6 +174,7 @@ def test_twenty_files_at_once_through_the_real_daemon(tmp_path: Path, sim: Simul
     for ending in endings:
         assert ending["outcome"] == "completed" and ending["post_attempts"] == 1
         assert ending["succeeded"] == ending["generations"] and ending["duration_s"] > 0
+        assert ending["hook_attempts"] == ending["generations"], "the line waits for the hooks"
 
 
 def test_the_api_key_appears_nowhere_the_daemon_writes(tmp_path: Path, sim: Simulator) -> None:

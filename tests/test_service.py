@@ -190,8 +190,9 @@ async def test_a_restart_resumes_without_posting_again(
     assert sorted(outputs(tmp_path)) == ["resume-1.mp4", "resume-2.mp4", "resume.result.json"]
 
 
-async def test_a_failing_hook_is_retried_and_its_attempts_recorded(
-    tmp_path: Path, simulator: Simulator
+@pytest.mark.parametrize("generations", [1, 3])
+async def test_a_failing_hook_is_retried_and_its_attempts_recorded_and_logged(
+    tmp_path: Path, simulator: Simulator, generations: int
 ) -> None:
     marker = tmp_path / "failed-once"
     script = (
@@ -202,12 +203,16 @@ async def test_a_failing_hook_is_retried_and_its_attempts_recorded(
     settings = settings_for(
         tmp_path, simulator, hooks={"on_complete": [sys.executable, "-c", script, str(marker)]}
     )
-    drop(tmp_path, "hooked.txt", "p")
-    await run_daemon(settings)
+    drop(tmp_path, "hooked.json", json.dumps({"prompt": "p", "num_generations": generations}))
+    with structlog.testing.capture_logs() as logs:
+        await run_daemon(settings)
     async with Store.open(settings.database_path, read_only=True) as store:
-        [generation] = await store.all_generations()
-    assert generation.phase is Phase.DONE
-    assert generation.hook_attempts == 2 and generation.hook_error is None
+        stored = await store.all_generations()
+    assert all(g.phase is Phase.DONE and g.hook_error is None for g in stored)
+    assert sorted(g.hook_attempts for g in stored) == [1] * (generations - 1) + [2]
+    # The job's one line comes once its hooks are done, and counts every attempt.
+    [ending] = [e for e in logs if e["event"] == "job finished"]
+    assert ending["hook_attempts"] == generations + 1 and ending["generations"] == generations
 
 
 async def test_failed_generations_reach_the_hook_and_the_manifest(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,6 +110,9 @@ class Completion:
             self.deliveries.later(generation_id, delay)
             return
         self._manifest_failures.pop(job.job_id, None)
+        if completed:
+            # In the same commit as the delivery (its time), for the job's line after its hook.
+            job = replace(job, state=JobState.COMPLETED, finished_at=generation.delivered_at)
         # Carried forward: the hook needs these rows, as they stand, not a second read.
         self._carried[generation_id] = (generation, job)
         await self.hooks.put(generation_id)
@@ -271,16 +274,18 @@ class Completion:
         self._counters.jobs_completed += 1
         self._metrics.job_duration.observe(finished_at - job.created_at)
         log.info("manifest written", job_id=job.job_id, manifest=str(manifest))
-        log_job_end(
-            replace(
-                job,
-                state=JobState.COMPLETED,
-                finished_at=finished_at,
-                manifest_path=str(manifest),
-            ),
-            generations,
-            "completed",
-        )
+        # The job's line waits for its hooks, whose attempts it counts (see _hook_ended).
+        if all(g.phase is Phase.DONE for g in generations):
+            log_job_end(
+                replace(
+                    job,
+                    state=JobState.COMPLETED,
+                    finished_at=finished_at,
+                    manifest_path=str(manifest),
+                ),
+                generations,
+                "completed",
+            )
 
     async def hook(self, generation_id: str) -> None:
         found = self._carried.pop(generation_id, None)
@@ -288,11 +293,18 @@ class Completion:
             found = await self._store.generation_with_job(generation_id)
         if found is None or found[0].phase is not Phase.HOOKING:
             return
-        generation, job = found
+        await self._hook(*found)
+
+    async def _hook(self, generation: GenerationRow, job: JobRow) -> None:
+        generation_id = generation.generation_id
         argv = self._settings.hook_argv
         if not argv:
             self._metrics.hook_skipped(generation_id)
-            await self._store.mark_hook_skipped(generation)
+            await self._hook_ended(
+                job,
+                replace(generation, phase=Phase.DONE),
+                lambda: self._store.mark_hook_skipped(generation),
+            )
             return
         fields = hook_fields(job, generation)
         env = hook_environment(self._environ, fields, self._key_sources)
@@ -301,20 +313,55 @@ class Completion:
         self._metrics.hook_starting(generation_id)
         result = await run_hook(argv, env, hook_stdin(fields), timeout_s=settings.timeout_s)
         bound = log.bind(job_id=job.job_id, generation_id=generation_id)
+        attempts = generation.hook_attempts + 1
         if result.ok:
-            await self._store.record_hook_attempt(generation, error=None, give_up=False)
+            await self._hook_ended(
+                job,
+                replace(generation, phase=Phase.DONE, hook_attempts=attempts, hook_error=None),
+                lambda: self._store.record_hook_attempt(generation, error=None, give_up=False),
+            )
             bound.info("hook ran", status=fields["DROPREEL_STATUS"])
             return
         self._counters.hook_failures += 1
-        attempts = generation.hook_attempts + 1
         give_up = attempts >= settings.max_attempts
-        await self._store.record_hook_attempt(generation, error=result.detail, give_up=give_up)
         if give_up:
+            await self._hook_ended(
+                job,
+                replace(
+                    generation, phase=Phase.DONE, hook_attempts=attempts, hook_error=result.detail
+                ),
+                lambda: self._store.record_hook_attempt(
+                    generation, error=result.detail, give_up=True
+                ),
+            )
             bound.error("hook gave up", error=result.detail, attempts=attempts)
             return
+        await self._store.record_hook_attempt(generation, error=result.detail, give_up=False)
         delay = backoff_delay(attempts - 1, initial_s=settings.retry_initial_s, max_s=300.0)
         bound.warning("hook failed", error=result.detail, retry_in_s=round(delay, 2))
         self.hooks.later(generation_id, delay)
+
+    async def _hook_ended(
+        self, job: JobRow, ended: GenerationRow, record: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Record a generation's last hook outcome (`ended`, as `record` stores it); if that
+        was the job's last, log the job's line, with every attempt counted."""
+        if expected_generations(job) == 1 and job.state is JobState.COMPLETED:
+            await record()
+            log_job_end(job, [ended], "completed")
+            return
+        # The job's other hooks and its manifest may end meanwhile: deciding which of them is
+        # the last takes the lock the manifest is written under, so exactly one logs.
+        async with self._completion_lock:
+            await record()
+            now = await self._store.job(job.job_id)
+            generations = await self._store.generations_of(job.job_id)
+        if (
+            now is not None
+            and now.state is JobState.COMPLETED
+            and all(g.phase is Phase.DONE for g in generations)
+        ):
+            log_job_end(now, generations, "completed")
 
 
 def _delivered(generation: GenerationRow, path: Path, at: float) -> GenerationRow:

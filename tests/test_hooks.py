@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -108,7 +109,12 @@ async def test_a_failing_hook_reports_its_status_and_output() -> None:
     script = "import sys; print('cannot publish'); sys.exit(3)"
     result = await run_hook([sys.executable, "-c", script], {}, b"{}", timeout_s=30)
     assert not result.ok
-    assert "exit status 3" in result.detail and "cannot publish" in result.detail
+    assert re.fullmatch(r"exit status 3 after \d+\.\d\ds: cannot publish", result.detail)
+
+
+async def test_a_hook_that_succeeds_says_how_long_it_took() -> None:
+    result = await run_hook([sys.executable, "-c", "pass"], {}, b"{}", timeout_s=30)
+    assert result.ok and re.fullmatch(r"exit 0 after \d+\.\d\ds", result.detail)
 
 
 async def test_a_hanging_hook_is_killed_at_its_timeout() -> None:

@@ -38,3 +38,22 @@ def test_json_lines_stay_json_and_carry_the_exact_text() -> None:
     assert terminal_safe(line) == line
     assert "café" in line
     assert json.loads(line) == record
+
+
+def test_show_lists_every_hook_run_of_each_generation() -> None:
+    first = generation_row(generation_id="g1", phase=Phase.DONE, hook_attempts=2)
+    second = generation_row(generation_id="g2", idx=2, phase=Phase.DONE, output_path="/o/2.mp4")
+    history = [
+        (100.0, "g1", "delivered", "/out/cat-1.mp4"),
+        (101.0, "g1", "hook failed", "exit status 1 after 0.21s: no route to host"),
+        (103.0, "g1", "hook ok", "exit 0 after 0.05s"),
+        (104.0, "g2", "hook gave up", "timed out after 60s"),
+    ]
+    story = job_story(job_row(), [first, second], history).splitlines()
+    runs = [line.strip() for line in story if line.startswith("    ")]
+    assert runs == [
+        "1970-01-01T00:01:41.000+00:00  failed: exit status 1 after 0.21s: no route to host",
+        "1970-01-01T00:01:43.000+00:00  ok: exit 0 after 0.05s",
+        "1970-01-01T00:01:44.000+00:00  gave up: timed out after 60s",
+    ]
+    assert story.index("generation 2: g2  succeeded") < story.index("    " + runs[-1])

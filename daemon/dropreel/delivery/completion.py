@@ -318,7 +318,9 @@ class Completion:
             await self._hook_ended(
                 job,
                 replace(generation, phase=Phase.DONE, hook_attempts=attempts, hook_error=None),
-                lambda: self._store.record_hook_attempt(generation, error=None, give_up=False),
+                lambda: self._store.record_hook_attempt(
+                    generation, error=None, give_up=False, detail=result.detail
+                ),
             )
             bound.info("hook ran", status=fields["DROPREEL_STATUS"])
             return

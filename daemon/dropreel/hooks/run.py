@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,9 @@ class HookResult:
 async def run_hook(
     argv: Sequence[str], env: Mapping[str, str], stdin: bytes, *, timeout_s: float
 ) -> HookResult:
-    """Run one hook to completion or time-out; a time-out kills it."""
+    """Run one hook to completion or time-out; a time-out kills it. The detail says how it
+    ended, after how long, and the tail of what it printed."""
+    started = time.monotonic()
     try:
         ended = await spawn_and_wait(argv, env, stdin, timeout_s=timeout_s)
     except OSError as exc:
@@ -84,9 +87,10 @@ async def run_hook(
     output = bytearray(ended.output)
     if ended.returncode is None:
         return HookResult(False, f"timed out after {timeout_s:g}s{_tail(output)}")
+    took = f"after {time.monotonic() - started:.2f}s"
     if ended.returncode == 0:
-        return HookResult(True, "exit 0")
-    return HookResult(False, f"exit status {ended.returncode}{_tail(output)}")
+        return HookResult(True, f"exit 0 {took}")
+    return HookResult(False, f"exit status {ended.returncode} {took}{_tail(output)}")
 
 
 def _tail(output: bytearray) -> str:

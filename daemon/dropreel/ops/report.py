@@ -139,25 +139,43 @@ def job_story(
     if job.error:
         lines.append(f"  error      {job.error}")
     for g in generations:
-        lines += [
-            f"generation {g.idx}: {g.generation_id}  {generation_label(g)}",
-            f"  output     {g.output_path or '-'}",
-            f"  attempts   downloads {g.download_attempts}, hooks {g.hook_attempts}",
-        ]
-        if g.progress is not None and g.phase is Phase.WAITING:
-            lines.append(f"  progress   {g.progress}%")
-        if g.cost_usd is not None:
-            estimate = " (estimate)" if g.cost_is_estimate else ""
-            lines.append(f"  cost       ${g.cost_usd:.2f}{estimate}")
-        if g.error:
-            lines.append(f"  error      {g.error}")
-        if g.hook_error:
-            lines.append(f"  hook error {g.hook_error}")
+        lines += _generation_story(g, history)
     lines.append("history:")
     for at, generation_id, what, detail in history:
         about = f" [{generation_id}]" if generation_id else ""
         lines.append(f"  {iso(at)}  {what}{about}{': ' + detail if detail else ''}")
     return "\n".join(terminal_safe(line) for line in lines)
+
+
+def _generation_story(
+    g: GenerationRow, history: Sequence[tuple[float, str | None, str, str | None]]
+) -> list[str]:
+    lines = [
+        f"generation {g.idx}: {g.generation_id}  {generation_label(g)}",
+        f"  output     {g.output_path or '-'}",
+        f"  attempts   downloads {g.download_attempts}, hooks {g.hook_attempts}",
+    ]
+    if g.progress is not None and g.phase is Phase.WAITING:
+        lines.append(f"  progress   {g.progress}%")
+    if g.cost_usd is not None:
+        estimate = " (estimate)" if g.cost_is_estimate else ""
+        lines.append(f"  cost       ${g.cost_usd:.2f}{estimate}")
+    if g.error:
+        lines.append(f"  error      {g.error}")
+    if g.hook_error:
+        lines.append(f"  hook error {g.hook_error}")
+    runs = [
+        (at, what.removeprefix("hook "), detail)
+        for at, generation_id, what, detail in history
+        if generation_id == g.generation_id and what.startswith("hook ")
+    ]
+    if runs:
+        lines.append("  hook runs")
+        # Each run's end, how it ended, after how long, and the tail of what it printed.
+        lines += [
+            f"    {iso(at)}  {what}{': ' + detail if detail else ''}" for at, what, detail in runs
+        ]
+    return lines
 
 
 def service_status(

@@ -596,8 +596,14 @@ class Store:
                 await self._completed(db, generation.job_id, completed_manifest, now)
 
     async def record_hook_attempt(
-        self, generation: GenerationRow, *, error: str | None, give_up: bool
+        self,
+        generation: GenerationRow,
+        *,
+        error: str | None,
+        give_up: bool,
+        detail: str | None = None,
     ) -> None:
+        """One run of the hook; the story keeps how it ended (`error`, else `detail`)."""
         done = error is None or give_up
         async with self._transaction() as db:
             await db.execute(
@@ -616,7 +622,7 @@ class Store:
                 db,
                 generation.job_id,
                 "hook ok" if error is None else ("hook gave up" if give_up else "hook failed"),
-                error,
+                error if error is not None else detail,
                 generation.generation_id,
             )
 

@@ -29,6 +29,7 @@ from dropreel.providers.base import ImageInput, Provider, Recovery, RemoteGenera
 from dropreel.stage import Drain, Stage
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
+from dropreel.submission.holdup import holdup_text
 from dropreel.tracking.matching import Matcher
 from dropreel.tracking.tracker import Tracker
 
@@ -152,7 +153,7 @@ class Submitter:
         if remaining <= 0:
             await self.refuse(job, f"not submitted within the job deadline; last error: {exc}")
             return False
-        await self._store.set_job_state(job.job_id, JobState.ACCEPTED, error=str(exc))
+        await self._store.set_job_state(job.job_id, JobState.ACCEPTED, error=holdup_text(exc))
         delay = min(self._retry_delay(exc, attempt), remaining)
         log.warning(
             "submission will be retried", job_id=job.job_id, error=str(exc), retry_in_s=delay

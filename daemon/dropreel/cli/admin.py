@@ -20,6 +20,7 @@ from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
 from dropreel.ops.report import job_story, json_line, status_record, status_table
+from dropreel.ops.standing import CANCELLED_BEFORE_SUBMISSION
 from dropreel.providers.oxen.client import events_url
 from dropreel.providers.registry import Connected, api_prefix, connected_providers
 from dropreel.state.records import JobRow
@@ -150,7 +151,7 @@ async def cancel(settings: Settings, prefix: str) -> str:
     async with _database(settings, write=True) as store:
         job = await _one_job(store, prefix)
         if job.state is JobState.ACCEPTED and await store.cancel_unsubmitted(
-            job.job_id, "cancelled on request before it was submitted"
+            job.job_id, CANCELLED_BEFORE_SUBMISSION
         ):
             return f"job {job.job_id} cancelled before it was submitted (nothing was billed)"
         waiting = [g for g in await store.generations_of(job.job_id) if g.phase is Phase.WAITING]

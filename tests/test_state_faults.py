@@ -55,7 +55,7 @@ async def test_a_state_path_with_hash_and_question_mark_opens_read_only(tmp_path
     async with Store.open(database):
         pass
     async with Store.open(database, read_only=True) as store:
-        assert await store.find_job("") == []
+        assert await store.job_ids() == []
 
 
 def test_a_database_failure_deep_in_task_groups_is_explained() -> None:

@@ -20,6 +20,7 @@ from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
 from dropreel.ops.report import job_story, json_line, status_record, status_table
+from dropreel.ops.shortid import resolve
 from dropreel.ops.standing import CANCELLED_BEFORE_SUBMISSION
 from dropreel.providers.oxen.client import events_url
 from dropreel.providers.registry import Connected, api_prefix, connected_providers
@@ -37,13 +38,16 @@ async def _database(settings: Settings, *, write: bool = False) -> AsyncIterator
         yield store
 
 
-async def _one_job(store: Store, prefix: str) -> JobRow:
-    found = await store.find_job(prefix)
-    if not found:
-        raise CommandError(f"no job {prefix!r}")
+async def _one_job(store: Store, given: str) -> JobRow:
+    """The job `given` names: its id, its short id (as status shows it) or its start."""
+    found = resolve(given, await store.job_ids())
     if len(found) > 1:
-        raise CommandError(f"{prefix!r} matches {len(found)} jobs; give more of the id")
-    return found[0]
+        some = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise CommandError(f"{given!r} matches {len(found)} jobs ({some}); give more of the id")
+    job = await store.job(found[0]) if found else None
+    if job is None:
+        raise CommandError(f"no job {given!r}")
+    return job
 
 
 async def status(settings: Settings, *, as_json: bool, width: int | None = None) -> str:

@@ -348,14 +348,6 @@ class Store:
         )
         return job_from(rows[0]) if rows else None
 
-    async def find_job(self, prefix: str) -> list[JobRow]:
-        """Jobs whose id starts with `prefix` (ids are long; people type a few characters)."""
-        rows = await self._fetch_all(
-            "SELECT * FROM jobs WHERE substr(job_id, 1, length(?)) = ? ORDER BY created_at",
-            (prefix, prefix),
-        )
-        return [job_from(r) for r in rows]
-
     async def known_generation_ids(self) -> set[str]:
         rows = await self._fetch_all("SELECT generation_id FROM generations")
         return {r["generation_id"] for r in rows}
@@ -632,6 +624,13 @@ class Store:
                 "UPDATE generations SET phase = ? WHERE generation_id = ?",
                 (Phase.DONE, generation.generation_id),
             )
+
+    # ---- for people: status, show and the commands that name a job ----------------------
+
+    async def job_ids(self) -> list[str]:
+        """Every job's id, oldest first."""
+        rows = await self._db.execute_fetchall("SELECT job_id FROM jobs ORDER BY created_at")
+        return [r[0] for r in rows]
 
 
 # What an operator can do about each SQLite failure, by its primary result code.

@@ -255,17 +255,19 @@ def test_submit_copies_atomically_and_status_reports(tmp_path: Path, sim: Simula
     # Files taken in the same scan are claimed together: their order among themselves is
     # not promised.
     assert sorted(
-        (r["name"], r["state"], [g["state"] for g in r["generations"]]) for r in records
+        (r["name"], r["state"], r["reason"], [g["state"] for g in r["generations"]])
+        for r in records
     ) == [
-        ("mine", "completed", ["succeeded"]),
-        ("mine_2", "completed", ["succeeded"]),
+        ("mine", "delivered", "1/1 delivered", ["succeeded"]),
+        ("mine_2", "delivered", "1/1 delivered", ["succeeded"]),
     ]
-    header, *rows = dropreel("status", "--config", str(config)).stdout.splitlines()
-    assert header.split() == ["JOB", "STATE", "AGE", "NAME", "GENERATIONS", "OUTCOME"]
+    header, *rows, summary = dropreel("status", "--config", str(config)).stdout.splitlines()
+    assert header.split() == ["ID", "STATE", "AGE", "NAME", "REASON"]
     assert sorted(row.split()[1::2] for row in rows) == [
-        ["completed", "mine", "1/1"],
-        ["completed", "mine_2", "1/1"],
+        ["delivered", "mine", "delivered"],
+        ["delivered", "mine_2", "delivered"],
     ]
+    assert summary.startswith("2 jobs: 2 delivered; spent today: unknown")
 
 
 def test_version_and_help(tmp_path: Path) -> None:

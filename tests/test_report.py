@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 from dropreel.lifecycle import JobState, Phase, RemoteStatus
-from dropreel.ops.report import job_story, json_line, status_table, terminal_safe
+from dropreel.ops.board import Spend, shown
+from dropreel.ops.report import job_story, json_line, terminal_safe
+from dropreel.ops.status_view import Summary, status_table
 
 from .rows import generation_row, job_row
 
+SUMMARY = Summary({}, Spend(0.0, 0, estimated=False), None)
 HOSTILE = "clip\x1b]0;owned\x07\x1b[2J\r\nline\u202etxt.exe\x9b31m"
 
 
@@ -24,12 +27,12 @@ def test_status_and_show_print_no_raw_control_character() -> None:
     generation = generation_row(
         remote_status=RemoteStatus.FAILED, phase=Phase.DONE, error=HOSTILE, hook_error=HOSTILE
     )
-    table = status_table([(job, [generation])], now=10.0)
+    table = status_table(shown([(job, [generation])], ["j1"]), SUMMARY, now=10.0)
     story = job_story(job, [generation], [(5.0, "g1", "failed", HOSTILE)])
-    for shown in (table, story):
-        for line in shown.splitlines():
+    for printed in (table, story):
+        for line in printed.splitlines():
             assert terminal_safe(line) == line
-    assert len(table.splitlines()) == 2, "one row per job, whatever the name holds"
+    assert len(table.splitlines()) == 3, "one row per job, whatever the name holds"
 
 
 def test_json_lines_stay_json_and_carry_the_exact_text() -> None:

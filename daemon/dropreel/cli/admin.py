@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from glob import escape as glob_escape
 from pathlib import Path
@@ -19,11 +19,14 @@ from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, same_conte
 from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.lifecycle import JobState, Phase
-from dropreel.ops.report import job_story, json_line, status_record, status_table
+from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, spend, start_of_day
+from dropreel.ops.report import job_story, json_line
 from dropreel.ops.shortid import resolve
 from dropreel.ops.standing import CANCELLED_BEFORE_SUBMISSION
+from dropreel.ops.status_view import Summary, status_record, status_table
 from dropreel.providers.oxen.client import events_url
 from dropreel.providers.registry import Connected, api_prefix, connected_providers
+from dropreel.state.lock import lock_holder
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
 
@@ -50,12 +53,34 @@ async def _one_job(store: Store, given: str) -> JobRow:
     return job
 
 
-async def status(settings: Settings, *, as_json: bool, width: int | None = None) -> str:
+async def status(
+    settings: Settings,
+    *,
+    as_json: bool,
+    width: int | None = None,
+    since: str | None = None,
+    states: Sequence[str] = (),
+) -> str:
+    """Every job (accepted `since`, standing in one of `states`), one line each, and a
+    summary; or one JSON object per job."""
+    now = time.time()
+    wanted = parse_states(states)
+    after = parse_since(since, now=now) if since is not None else None
     async with _database(settings) as store:
-        rows = [(job, await store.generations_of(job.job_id)) for job in await store.jobs()]
-    if as_json:
-        return "\n".join(json_line(status_record(j, g)) for j, g in rows)
-    return status_table(rows, now=time.time(), width=width) if rows else "no jobs yet"
+        jobs = await jobs_to_show(store, since=after, states=wanted)
+        if as_json:
+            return "\n".join(json_line(status_record(j)) for j in jobs)
+        spent = spend(await store.costs_since(start_of_day(now)))
+    summary = Summary(counts(jobs), spent, _daemon_words(settings))
+    return status_table(jobs, summary, now=now, width=width)
+
+
+def _daemon_words(settings: Settings) -> str | None:
+    try:
+        holder = lock_holder(settings.state_dir)
+    except OSError:
+        return None
+    return "not running" if holder is None else f"running ({holder})"
 
 
 async def show(settings: Settings, prefix: str) -> str:

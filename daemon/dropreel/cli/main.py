@@ -61,10 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit = command("submit", "copy job files into the inbox atomically")
     submit.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    status = command("status", "a table of jobs: state, age, generations, outcome")
+    status = command("status", "one line per job: where it stands and why; a summary")
     status.add_argument("--json", action="store_true", help="one JSON object per job")
+    status.add_argument(
+        "--state", action="append", default=[], metavar="STATE", help="only jobs in STATE"
+    )
+    status.add_argument("--since", metavar="WHEN", help="only jobs accepted since (2h, 2026-12-01)")
     show = command("show", "the whole story of one job: transitions, attempts, errors, files")
-    show.add_argument("job_id", metavar="ID", help="a job id, or enough of its start")
+    show.add_argument("job_id", metavar="ID", help="a job id, its short id, or its start")
     cancel = command("cancel", "cancel a job at the provider (or before it is submitted)")
     cancel.add_argument("job_id", metavar="ID")
     retry = command("retry", "resubmit a needs_attention or failed job (this may be billed)")
@@ -159,6 +163,8 @@ _OPERATOR_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable
         settings,
         as_json=args.json,
         width=shutil.get_terminal_size().columns if sys.stdout.isatty() else None,
+        since=args.since,
+        states=args.state,
     ),
     "show": lambda settings, args: admin.show(settings, args.job_id),
     "cancel": lambda settings, args: admin.cancel(settings, args.job_id),

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dropreel.delivery.download import generation_outcome, iso, total_cost
+from dropreel.delivery.download import generation_outcome, iso
 from dropreel.lifecycle import Phase
 from dropreel.state.records import GenerationRow, JobRow
 
@@ -41,81 +41,12 @@ def generation_label(generation: GenerationRow) -> str:
     return outcome
 
 
-def status_record(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str, Any]:
-    return {
-        "job_id": job.job_id,
-        "name": job.stem,
-        "source_file": job.source_name,
-        "state": job.state.value,
-        "provider": job.provider,
-        "cost_usd": total_cost(generations),
-        "error": job.error,
-        "created_at": iso(job.created_at),
-        "finished_at": iso(job.finished_at),
-        "manifest": job.manifest_path,
-        "generations": [
-            {
-                "generation_id": g.generation_id,
-                "state": generation_label(g),
-                "output": g.output_path,
-                "error": g.error,
-                "hook_attempts": g.hook_attempts,
-                "hook_error": g.hook_error,
-                "progress": g.progress,
-                "cost_usd": g.cost_usd,
-                "cost_is_estimate": g.cost_is_estimate,
-            }
-            for g in generations
-        ],
-    }
-
-
 def age(seconds: float) -> str:
     """A short human age: 45s, 12m, 3h, 2d."""
     for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
         if seconds >= size:
             return f"{int(seconds // size)}{unit}"
     return f"{max(0, int(seconds))}s"
-
-
-def outcome(job: JobRow, generations: Sequence[GenerationRow]) -> str:
-    """What came of a job, in a few words."""
-    if job.state.value in ("failed", "needs_attention"):
-        return job.error or job.state.value
-    if not generations:
-        return "-"
-    succeeded = sum(1 for g in generations if generation_outcome(g) == "succeeded")
-    cost = total_cost(generations)
-    spent = f", ${cost:.2f}" if cost is not None else ""
-    if job.state.value == "completed":
-        return f"{succeeded}/{len(generations)} delivered{spent}"
-    return f"{succeeded}/{len(generations)} so far{spent}"
-
-
-def status_table(
-    jobs: Sequence[tuple[JobRow, Sequence[GenerationRow]]], *, now: float, width: int | None = None
-) -> str:
-    """`dropreel status`: one row per job, oldest first."""
-    header = ["JOB", "STATE", "AGE", "NAME", "GENERATIONS", "OUTCOME"]
-    rows = [header]
-    for job, generations in jobs:
-        labels = ",".join(generation_label(g) for g in generations) or "-"
-        cells = [
-            job.job_id,
-            job.state.value,
-            age(now - job.created_at),
-            job.stem,
-            labels,
-            outcome(job, generations),
-        ]
-        rows.append([terminal_safe(cell) for cell in cells])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
-    lines = []
-    for row in rows:
-        padded = [cell.ljust(w) for cell, w in zip(row, widths, strict=False)]
-        line = "  ".join([*padded, row[-1]])
-        lines.append(line if width is None or len(line) <= width else line[: width - 1] + "…")
-    return "\n".join(lines)
 
 
 def job_story(

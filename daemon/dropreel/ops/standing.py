@@ -139,11 +139,13 @@ def _outcome(generations: Sequence[GenerationRow]) -> JobStanding:
 
 def _misses(generations: Sequence[GenerationRow], outcomes: Counter[str]) -> str:
     failed = [g for g in generations if generation_outcome(g) == "failed"]
+    total = len(generations)
     parts = []
     if failed:
-        parts.append(f"{outcomes['failed']} failed: {failed[0].error or 'no reason given'}")
+        why = failed[0].error or "no reason given"
+        parts.append(f"{outcomes['failed']}/{total} failed: {why}")
     if outcomes["cancelled"]:
-        parts.append(f"{outcomes['cancelled']} cancelled")
+        parts.append(f"{outcomes['cancelled']}/{total} cancelled")
     return "; ".join(parts)
 
 

@@ -43,3 +43,20 @@ def hold_state_lock(state_dir: Path) -> int:
 def _holder(fd: int) -> str:
     text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     return f" (pid {text})" if text.isdigit() else ""
+
+
+def lock_holder(state_dir: Path) -> str | None:
+    """Who holds the state folder's lock now ("pid 12"), or None if nobody does; OSError if
+    the lock cannot be looked at. Needs only read access to the lock file."""
+    fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        try:
+            # Held for no longer than this call: a daemon starting in that instant would be
+            # refused, and its service manager starts it again.
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _holder(fd).strip(" ()") or "a process"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

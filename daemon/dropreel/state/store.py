@@ -632,6 +632,33 @@ class Store:
         rows = await self._db.execute_fetchall("SELECT job_id FROM jobs ORDER BY created_at")
         return [r[0] for r in rows]
 
+    async def jobs_with_generations(
+        self, *, since: float | None = None
+    ) -> list[tuple[JobRow, list[GenerationRow]]]:
+        """Jobs accepted since `since` (every job without it), oldest first, each with its
+        generations: two queries, however many jobs."""
+        accepted = "WHERE j.created_at >= ?" if since is not None else ""
+        params = (since,) if since is not None else ()
+        jobs = await self._fetch_all(
+            f"SELECT * FROM jobs j {accepted} ORDER BY j.created_at, j.job_id",  # noqa: S608
+            params,
+        )
+        generations: dict[str, list[GenerationRow]] = {}
+        for row in await self._fetch_all(
+            f"SELECT g.* FROM generations g JOIN jobs j USING (job_id) {accepted}"  # noqa: S608
+            " ORDER BY g.job_id, g.idx",
+            params,
+        ):
+            generations.setdefault(row["job_id"], []).append(generation_from(row))
+        return [(job_from(r), generations.get(r["job_id"], [])) for r in jobs]
+
+    async def costs_since(self, since: float) -> list[tuple[float | None, bool]]:
+        """(cost, is an estimate) of each generation created since `since`."""
+        rows = await self._db.execute_fetchall(
+            "SELECT cost_usd, cost_is_estimate FROM generations WHERE enqueued_at >= ?", (since,)
+        )
+        return [(r[0], bool(r[1])) for r in rows]
+
 
 # What an operator can do about each SQLite failure, by its primary result code.
 _STATE_FIXES = {

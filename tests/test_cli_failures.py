@@ -108,7 +108,7 @@ def test_status_piped_into_head_stops_quietly(tmp_path: Path) -> None:
     )
     with status:
         assert status.stdout is not None and status.stderr is not None
-        assert status.stdout.readline().startswith(b"JOB ")
+        assert status.stdout.readline().startswith(b"ID ")
         status.stdout.close()  # what `| head -1` does once it has its line
         assert status.wait(timeout=60) == 141
         assert status.stderr.read() == b""

@@ -269,6 +269,9 @@ class Daemon:
                 seen_request = requested
                 for tracker in self.trackers.values():
                     tracker.health.request_reconcile()
+            # `dropreel hooks rerun` made hooks that gave up due again.
+            for generation_id in await self.store.take_hook_reruns():
+                await self.completion.hooks.put(generation_id)
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
@@ -361,6 +364,8 @@ class Daemon:
                 )
         for generation in await self.store.generations_in(Phase.DOWNLOADING):
             await self.completion.deliveries.put(generation.generation_id)
+        # Every due hook is queued here, those asked for again while we were away too.
+        await self.store.take_hook_reruns()
         for generation in await self.store.generations_in(Phase.HOOKING):
             await self.completion.hooks.put(generation.generation_id)
         for job_id in await self.store.jobs_ready_to_complete():

@@ -32,7 +32,7 @@ from dropreel.state.store import Store
 
 
 @asynccontextmanager
-async def _database(settings: Settings, *, write: bool = False) -> AsyncIterator[Store]:
+async def database(settings: Settings, *, write: bool = False) -> AsyncIterator[Store]:
     if not settings.database_path.exists():
         raise CommandError(
             f"no database at {settings.database_path} (has the daemon run with this config?)"
@@ -41,16 +41,21 @@ async def _database(settings: Settings, *, write: bool = False) -> AsyncIterator
         yield store
 
 
-async def _one_job(store: Store, given: str) -> JobRow:
+async def one_job(store: Store, given: str) -> JobRow:
     """The job `given` names: its id, its short id (as status shows it) or its start."""
-    found = resolve(given, await store.job_ids())
-    if len(found) > 1:
-        some = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
-        raise CommandError(f"{given!r} matches {len(found)} jobs ({some}); give more of the id")
-    job = await store.job(found[0]) if found else None
+    job_id = only_one(given, resolve(given, await store.job_ids()), "jobs")
+    job = await store.job(job_id) if job_id else None
     if job is None:
         raise CommandError(f"no job {given!r}")
     return job
+
+
+def only_one(given: str, found: Sequence[str], things: str) -> str | None:
+    """The one id `given` named; None if none; CommandError if it names several."""
+    if len(found) > 1:
+        some = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise CommandError(f"{given!r} matches {len(found)} {things} ({some}); give more of it")
+    return found[0] if found else None
 
 
 async def status(
@@ -66,7 +71,7 @@ async def status(
     now = time.time()
     wanted = parse_states(states)
     after = parse_since(since, now=now) if since is not None else None
-    async with _database(settings) as store:
+    async with database(settings) as store:
         jobs = await jobs_to_show(store, since=after, states=wanted)
         if as_json:
             return "\n".join(json_line(status_record(j)) for j in jobs)
@@ -84,8 +89,8 @@ def _daemon_words(settings: Settings) -> str | None:
 
 
 async def show(settings: Settings, prefix: str) -> str:
-    async with _database(settings) as store:
-        job = await _one_job(store, prefix)
+    async with database(settings) as store:
+        job = await one_job(store, prefix)
         generations = await store.generations_of(job.job_id)
         history = [
             (r["at"], r["generation_id"], r["what"], r["detail"])
@@ -97,8 +102,8 @@ async def show(settings: Settings, prefix: str) -> str:
 async def retry(settings: Settings, prefix: str) -> str:
     """Resubmit a parked or failed job on a person's request, once: its file goes back to
     the inbox as a new job."""
-    async with _database(settings, write=True) as store:
-        job = await _one_job(store, prefix)
+    async with database(settings, write=True) as store:
+        job = await one_job(store, prefix)
         if job.retried_as:
             return await _finish_or_refuse_retry(settings, store, job, job.retried_as)
         if job.state not in (JobState.NEEDS_ATTENTION, JobState.FAILED):
@@ -177,8 +182,8 @@ async def _finish_or_refuse_retry(
 
 async def cancel(settings: Settings, prefix: str) -> str:
     """Stop a job: at the provider if it was submitted, before the POST if it was not."""
-    async with _database(settings, write=True) as store:
-        job = await _one_job(store, prefix)
+    async with database(settings, write=True) as store:
+        job = await one_job(store, prefix)
         if job.state is JobState.ACCEPTED and await store.cancel_unsubmitted(
             job.job_id, CANCELLED_BEFORE_SUBMISSION
         ):

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from dropreel import __version__
 from dropreel.app import assembled_daemon
 from dropreel.cli import admin
+from dropreel.cli.rerun import rerun_hooks
 from dropreel.config import (
     Settings,
     accepted_key,
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id", metavar="ID")
     retry = command("retry", "resubmit a needs_attention or failed job (this may be billed)")
     retry.add_argument("job_id", metavar="ID")
+    hooks = commands.add_parser("hooks", help="the completion hooks: rerun those that gave up")
+    rerun = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION").add_parser(
+        "rerun", help="run again every hook of a job (or of one generation) that gave up"
+    )
+    rerun.add_argument("job_id", metavar="ID", help="a job or generation id, short id or start")
+    rerun.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file")
     command("check-config", "check the config, the key, the folders, the API and the stream")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
     simulate = command(
@@ -151,6 +158,10 @@ def _command(settings: Settings, args: argparse.Namespace) -> int:
         healthy, lines = anyio.run(admin.check_config, settings)
         print("\n".join(lines))
         return 0 if healthy else 1
+    if args.command == "hooks":
+        all_ran, outcomes = anyio.run(rerun_hooks, settings, args.job_id)
+        print(outcomes)
+        return 0 if all_ran else 1
     if args.command in _OPERATOR_COMMANDS:
         print(anyio.run(_OPERATOR_COMMANDS[args.command], settings, args))
         return 0

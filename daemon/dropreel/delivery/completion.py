@@ -74,6 +74,7 @@ class Completion:
             for name, provider in providers.items()
         }
         self._completion_lock = anyio.Lock()
+        self._hooking: set[str] = set()
         self._manifest_failures: dict[str, int] = {}
         self._carried: dict[str, tuple[GenerationRow, JobRow]] = {}
 
@@ -293,7 +294,14 @@ class Completion:
             found = await self._store.generation_with_job(generation_id)
         if found is None or found[0].phase is not Phase.HOOKING:
             return
-        await self._hook(*found)
+        # Queued twice (a rerun asked for while a restart queued it): never run at once.
+        if generation_id in self._hooking:
+            return
+        self._hooking.add(generation_id)
+        try:
+            await self._hook(*found)
+        finally:
+            self._hooking.discard(generation_id)
 
     async def _hook(self, generation: GenerationRow, job: JobRow) -> None:
         generation_id = generation.generation_id

@@ -659,6 +659,53 @@ class Store:
         )
         return [(r[0], bool(r[1])) for r in rows]
 
+    async def want_hooks_again(
+        self, generation_ids: Iterable[str], *, by_daemon: bool
+    ) -> list[str]:
+        """Make the hooks that gave up on these generations due again (`dropreel hooks
+        rerun`); those that were (a compare-and-set: a hook already due is not made due
+        twice). `by_daemon`: marked for the running daemon to pick up."""
+        wanted = []
+        async with self._direct_transaction() as db:
+            for generation_id in generation_ids:
+                cursor = await db.execute(
+                    "UPDATE generations SET phase = ? WHERE generation_id = ? AND phase = ?"
+                    " AND hook_error IS NOT NULL",
+                    (Phase.HOOKING, generation_id, Phase.DONE),
+                )
+                if cursor.rowcount != 1:
+                    continue
+                wanted.append(generation_id)
+                if by_daemon:
+                    await db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                        (_RERUN + generation_id, repr(time.time())),
+                    )
+                async with db.execute(
+                    "SELECT job_id FROM generations WHERE generation_id = ?", (generation_id,)
+                ) as found:
+                    row = await found.fetchone()
+                if row is not None:
+                    await self._log(db, row[0], "hook rerun asked", None, generation_id)
+        return wanted
+
+    async def take_hook_reruns(self) -> list[str]:
+        """The generations whose hooks `dropreel hooks rerun` made due for the daemon, each
+        handed out once."""
+        rows = await self._fetch_all(
+            "SELECT key FROM meta WHERE substr(key, 1, ?) = ?", (len(_RERUN), _RERUN)
+        )
+        if not rows:
+            return []
+        keys = [r["key"] for r in rows]
+        async with self._transaction() as db:
+            await db.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in keys])
+        return [k.removeprefix(_RERUN) for k in keys]
+
+
+# Meta rows, one per generation whose hook a person asked to run again.
+_RERUN = "hook_rerun:"
+
 
 # What an operator can do about each SQLite failure, by its primary result code.
 _STATE_FIXES = {

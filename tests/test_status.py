@@ -281,7 +281,11 @@ def test_status_shows_every_state_with_its_reason_and_commands_take_short_ids(
         assert rerun.returncode == 0, rerun.stderr
         assert re.fullmatch(r"hook of \S+ \(job \S+\) ran: exit 0 after \d\.\d\ds\n", rerun.stdout)
         assert scene.status()["notify-fails"]["state"] == "delivered"
-        assert "rerun asked" in scene.dropreel("show", hooked).stdout
+        story = scene.dropreel("show", hooked).stdout
+        print(story)  # the README's example
+        assert re.search(
+            r"  hook runs\n(    \S+  .*\n){2}    \S+  rerun asked\n    \S+  ok: ", story
+        )
 
         retried = scene.dropreel("retry", jobs["lost"]["short_id"])
         assert retried.returncode == 0, retried.stderr

@@ -38,6 +38,11 @@ async def rerun_hooks(settings: Settings, given: str) -> tuple[bool, str]:
         ids = [g.generation_id for g in gave_up]
         try:
             lock = hold_state_lock(settings.state_dir)
+        except OSError as exc:
+            raise CommandError(
+                f"cannot take the state folder's lock ({exc.strerror}): run this as the "
+                "service's user"
+            ) from None
         except AlreadyRunning:
             due = await store.want_hooks_again(ids, by_daemon=True)
             await _until_run(store, due, within_s=_daemon_may_take_s(settings, len(due)))

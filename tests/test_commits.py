@@ -86,3 +86,27 @@ def test_a_compare_and_set_must_come_first() -> None:
     statements.writes.append(insert("x"))
     with pytest.raises(ValueError, match="first write"):
         statements.compare_and_set("UPDATE t SET v = 'y'", ())
+
+
+async def test_a_deferred_write_rides_the_next_commit(tmp_path: Path) -> None:
+    seen: list[str] = []
+    async with committer(tmp_path / "db", seen) as group:
+        group.defer([insert("hook done")])
+        assert rows(tmp_path / "db") == [], "deferred: nothing written yet"
+        await group.commit([insert("next transition")])
+        assert [k for k, _ in rows(tmp_path / "db")] == ["hook done", "next transition"]
+    assert seen.count("BEGIN IMMEDIATE") == 1
+
+
+async def test_a_deferred_write_with_nothing_to_ride_is_flushed_soon(tmp_path: Path) -> None:
+    async with committer(tmp_path / "db", []) as group, anyio.create_task_group() as tasks:
+        tasks.start_soon(group.run_flusher, 0.05)
+        await anyio.sleep(0.01)
+        # A commit with nothing deferred meanwhile must not leave the flusher deaf.
+        await group.commit([insert("before")])
+        group.defer([insert("hook done")])
+        with anyio.fail_after(5):
+            while len(rows(tmp_path / "db")) < 2:  # noqa: ASYNC110 (another connection writes)
+                await anyio.sleep(0.01)
+        tasks.cancel_scope.cancel()
+    assert [k for k, _ in rows(tmp_path / "db")] == ["before", "hook done"]

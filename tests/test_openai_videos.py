@@ -321,6 +321,14 @@ async def test_cancel_reaches_the_jobs_own_provider_and_the_job_ends_cancelled(
 
     async def cancel_once_submitted() -> None:
         await until(lambda: len(simulator.videos.created) == 1)
+        # Submitted as the daemon records it: the simulator creating the video comes first,
+        # and a cancel in between is one of an unsent job.
+        await until(
+            lambda: (
+                [r["state"] for r in db_rows(settings.database_path, "SELECT state FROM jobs")]
+                == ["submitted"]
+            )
+        )
         [job] = db_rows(settings.database_path, "SELECT job_id FROM jobs")
         said = await admin.cancel(settings, job["job_id"])
         assert "asked the provider to cancel 1 generation" in said

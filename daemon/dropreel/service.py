@@ -191,6 +191,7 @@ class Daemon:
             )
             group.start_soon(self._enforce_deadlines)
             group.start_soon(self.finishes.run)
+            group.start_soon(self.store.run_deferred_flusher)
             for stage in self.stages:
                 group.start_soon(stage.run)
             # The first stream attempt may hang up to its time-outs: a stop must not wait.

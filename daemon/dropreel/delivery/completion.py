@@ -311,7 +311,7 @@ class Completion:
             await self._hook_ended(
                 job,
                 replace(generation, phase=Phase.DONE),
-                lambda: self._store.mark_hook_skipped(generation),
+                lambda durable: self._store.mark_hook_skipped(generation, durable=durable),
             )
             return
         fields = hook_fields(job, generation)
@@ -326,8 +326,8 @@ class Completion:
             await self._hook_ended(
                 job,
                 replace(generation, phase=Phase.DONE, hook_attempts=attempts, hook_error=None),
-                lambda: self._store.record_hook_attempt(
-                    generation, error=None, give_up=False, detail=result.detail
+                lambda durable: self._store.record_hook_attempt(
+                    generation, error=None, give_up=False, detail=result.detail, durable=durable
                 ),
             )
             bound.info("hook ran", status=fields["DROPREEL_STATUS"])
@@ -340,8 +340,8 @@ class Completion:
                 replace(
                     generation, phase=Phase.DONE, hook_attempts=attempts, hook_error=result.detail
                 ),
-                lambda: self._store.record_hook_attempt(
-                    generation, error=result.detail, give_up=True
+                lambda durable: self._store.record_hook_attempt(
+                    generation, error=result.detail, give_up=True, durable=durable
                 ),
             )
             bound.error("hook gave up", error=result.detail, attempts=attempts)
@@ -352,18 +352,20 @@ class Completion:
         self.hooks.later(generation_id, delay)
 
     async def _hook_ended(
-        self, job: JobRow, ended: GenerationRow, record: Callable[[], Awaitable[None]]
+        self, job: JobRow, ended: GenerationRow, record: Callable[[bool], Awaitable[None]]
     ) -> None:
         """Record a generation's last hook outcome (`ended`, as `record` stores it); if that
         was the job's last, log the job's line, with every attempt counted."""
         if expected_generations(job) == 1 and job.state is JobState.COMPLETED:
-            await record()
+            # Nothing here reads it back: it rides the next commit instead of making one
+            # (a crash before then runs the hook again: hooks run at least once).
+            await record(False)
             log_job_end(job, [ended], "completed")
             return
         # The job's other hooks and its manifest may end meanwhile: deciding which of them is
         # the last takes the lock the manifest is written under, so exactly one logs.
         async with self._completion_lock:
-            await record()
+            await record(True)
             now = await self._store.job(job.job_id)
             generations = await self._store.generations_of(job.job_id)
         if (

@@ -10,8 +10,11 @@ from typing import Any, TypeVar, cast
 
 import aiosqlite
 import anyio
+import structlog
 
 T = TypeVar("T")
+
+log = structlog.get_logger("dropreel.state")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,8 @@ class _Waiting:
     writes: list[Write]
     done: anyio.Event = field(default_factory=anyio.Event)
     outcome: bool | BaseException = True
+    # Nobody waits for it: a failure can only be logged.
+    deferred: bool = False
 
 
 class GroupCommit:
@@ -61,11 +66,37 @@ class GroupCommit:
         # Shared with the store's direct transactions: one connection, one writer at a time.
         self._lock = lock
         self._queued: list[_Waiting] = []
+        self._deferred: list[_Waiting] = []
         self._committing = False
+        # Set while deferred writes wait; `run_flusher` commits them soon after.
+        self._deferred_waiting = anyio.Event()
+
+    def defer(self, writes: list[Write]) -> None:
+        """Writes whose durability nobody waits for: they ride the next commit, or are
+        committed by `run_flusher` within `flush_after_s`."""
+        self._deferred.append(_Waiting(writes, deferred=True))
+        self._deferred_waiting.set()
+
+    async def flush(self) -> None:
+        """Commit the deferred writes now, if there are any. A failure is logged, not
+        raised: nobody waits for these writes."""
+        if self._deferred:
+            await self._committed(_Waiting([], deferred=True))
+
+    async def run_flusher(self, flush_after_s: float) -> None:
+        while True:
+            await self._deferred_waiting.wait()
+            await anyio.sleep(flush_after_s)
+            await self.flush()
 
     async def commit(self, writes: list[Write]) -> bool:
         """Make `writes` durable; False if their compare-and-set changed nothing."""
-        waiting = _Waiting(writes)
+        waiting = await self._committed(_Waiting(writes))
+        if isinstance(waiting.outcome, BaseException):
+            raise waiting.outcome
+        return waiting.outcome
+
+    async def _committed(self, waiting: _Waiting) -> _Waiting:
         self._queued.append(waiting)
         if self._committing:
             await waiting.done.wait()
@@ -76,13 +107,15 @@ class GroupCommit:
                 # never leaves the others it carries unwritten.
                 with anyio.CancelScope(shield=True):
                     while self._queued:
-                        batch, self._queued = self._queued, []
+                        batch = [*self._deferred, *self._queued]
+                        self._queued, self._deferred = [], []
+                        if self._deferred_waiting.is_set():
+                            # Only a set event is replaced: the flusher may wait on this one.
+                            self._deferred_waiting = anyio.Event()
                         await self._commit_batch(batch)
             finally:
                 self._committing = False
-        if isinstance(waiting.outcome, BaseException):
-            raise waiting.outcome
-        return waiting.outcome
+        return waiting
 
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
         try:
@@ -100,6 +133,12 @@ class GroupCommit:
         finally:
             for waiting in batch:
                 waiting.done.set()
+                if waiting.deferred and isinstance(waiting.outcome, BaseException):
+                    log.warning(
+                        "a deferred write failed: what it recorded may be done again after a"
+                        " restart",
+                        error=str(waiting.outcome),
+                    )
 
 
 def commit_each(

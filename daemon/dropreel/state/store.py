@@ -36,6 +36,10 @@ class _Executes(Protocol):
     async def execute(self, sql: str, parameters: Iterable[Any] = ..., /) -> Any: ...
 
 
+# How long a write nobody waits for may wait for another commit to ride on.
+DEFERRED_FLUSH_S = 0.1
+
+
 class Store:
     """All reads and writes of dropreel's state."""
 
@@ -56,7 +60,9 @@ class Store:
         try:
             yield store
         finally:
-            await store._db.close()
+            with anyio.CancelScope(shield=True):
+                await store._group.flush()
+                await store._db.close()
 
     @classmethod
     async def _connect(cls, path: Path, read_only: bool) -> Store:
@@ -109,15 +115,25 @@ class Store:
             await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[Statements]:
+    async def _transaction(self, *, durable: bool = True) -> AsyncIterator[Statements]:
         """Collect a transition's writes; on exit they commit with any others waiting.
 
         The caller resumes only once its writes are durable, so "record, then act" holds.
+        Without `durable`, the caller goes on at once and the writes ride the next commit
+        (within DEFERRED_FLUSH_S): for what may be done again after a crash.
         """
         statements = Statements()
         yield statements
-        if statements.writes:
+        if not statements.writes:
+            return
+        if durable:
             await self._group.commit(statements.writes)
+        else:
+            self._group.defer(statements.writes)
+
+    async def run_deferred_flusher(self) -> None:
+        """Commit deferred writes soon after they are made (run it in a task)."""
+        await self._group.run_flusher(DEFERRED_FLUSH_S)
 
     @asynccontextmanager
     async def _direct_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -594,10 +610,13 @@ class Store:
         error: str | None,
         give_up: bool,
         detail: str | None = None,
+        durable: bool = True,
     ) -> None:
-        """One run of the hook; the story keeps how it ended (`error`, else `detail`)."""
+        """One run of the hook; the story keeps how it ended (`error`, else `detail`).
+        Not `durable`: a crash before the next commit runs the hook again (hooks run at least
+        once)."""
         done = error is None or give_up
-        async with self._transaction() as db:
+        async with self._transaction(durable=durable) as db:
             await db.execute(
                 "UPDATE generations SET hook_attempts = hook_attempts + 1, hook_error = ?,"
                 " phase = ?, hooked_at = CASE WHEN ? IS NULL THEN ? ELSE hooked_at END"
@@ -618,8 +637,8 @@ class Store:
                 generation.generation_id,
             )
 
-    async def mark_hook_skipped(self, generation: GenerationRow) -> None:
-        async with self._transaction() as db:
+    async def mark_hook_skipped(self, generation: GenerationRow, *, durable: bool = True) -> None:
+        async with self._transaction(durable=durable) as db:
             await db.execute(
                 "UPDATE generations SET phase = ? WHERE generation_id = ?",
                 (Phase.DONE, generation.generation_id),

@@ -218,3 +218,34 @@ def test_an_empty_oxen_section_beside_other_providers_still_means_oxen(tmp_path:
     config.write_text('[oxen]\n[providers.lf]\nkind = "openai-videos"\n')
     settings = load_settings(config, environ={})
     assert sorted(settings.providers) == ["lf", "oxen"] and settings.default_provider == "oxen"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "message"),
+    [
+        (
+            "",
+            {"DROPREEL_JOBS__PROVDER": "x"},
+            "DROPREEL_JOBS__PROVDER: overrides jobs.provder, which is not a key "
+            "(check the spelling)",
+        ),
+        (
+            "[providers.lf]\nkind = 'openai-videos'\n",
+            {"dropreel_providers__lf__baseurl": "x"},
+            "dropreel_providers__lf__baseurl: overrides providers.lf.baseurl, which is not a "
+            "key (check the spelling)",
+        ),
+        (
+            "[jobs]\nprovder = 'x'\n",
+            {"DROPREEL_JOBS__PROVDER": "x"},
+            "jobs.provder: unknown key (check the spelling; secrets never go in the file)",
+        ),
+    ],
+)
+def test_an_unknown_key_is_blamed_on_where_it_was_written(
+    tmp_path: Path, text: str, environ: dict[str, str], message: str
+) -> None:
+    config = write(tmp_path / "c.toml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ=environ)
+    assert str(caught.value) == f"config error: {message}"

@@ -344,15 +344,43 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
 
 
-def _describe(error: ValidationError) -> ConfigError:
+def _describe(
+    error: ValidationError, file_data: Mapping[str, Any], environ: Mapping[str, str]
+) -> ConfigError:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"]) or "(top level)"
     if first["type"] == "extra_forbidden":
+        variable = overriding_variable(first["loc"], file_data, environ)
+        if variable is not None:
+            return ConfigError(
+                variable, f"overrides {key}, which is not a key (check the spelling)"
+            )
         return ConfigError(key, "unknown key (check the spelling; secrets never go in the file)")
     given = first.get("input")
     if isinstance(given, str | int | float) and first["type"] != "missing":
         return ConfigError(key, f"{given!r} is not allowed: {first['msg']}")
     return ConfigError(key, first["msg"])
+
+
+def overriding_variable(
+    loc: tuple[int | str, ...], file_data: Mapping[str, Any], environ: Mapping[str, str]
+) -> str | None:
+    """The environment variable, as spelled there, that set the key at `loc`, unless the file
+    sets it too; None if the key came from the file."""
+    if _holds(file_data, loc):
+        return None
+    wanted = (ENV_PREFIX + "__".join(str(part) for part in loc)).upper()
+    # Variable names match keys whatever their case, as pydantic-settings reads them.
+    return next((name for name in environ if name.upper() == wanted), None)
+
+
+def _holds(data: Mapping[str, Any], loc: tuple[int | str, ...]) -> bool:
+    found: Any = data
+    for part in loc:
+        if not isinstance(found, Mapping) or part not in found:
+            return False
+        found = found[part]
+    return True
 
 
 class _MappingEnvSource(EnvSettingsSource):
@@ -398,7 +426,7 @@ def load_settings(
     try:
         settings = _Layered()
     except ValidationError as exc:
-        raise _describe(exc) from None
+        raise _describe(exc, file_data, env) from None
     named_oxen = "oxen" in file_data or any(k.startswith(f"{ENV_PREFIX}OXEN__") for k in env)
     if named_oxen and "oxen" not in settings.providers:
         # An [oxen] table holding only defaults is dropped when the sources are merged, yet

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from dropreel.install.unit import unit_text
 from dropreel_simulator.oxen import Simulator
 
 from .daemon_harness import drop_job, write_config
@@ -85,7 +86,8 @@ def test_ready_status_watchdog_and_stopping_reach_systemd(
 def test_the_unit_verifies(tmp_path: Path) -> None:
     # verify checks that ExecStart's binary exists; point it at one that does.
     unit = tmp_path / "dropreel.service"
-    unit.write_text(UNIT.read_text().replace("/usr/local/bin/dropreel", shutil.which("true") or ""))
+    program = Path(shutil.which("true") or "/bin/true")
+    unit.write_text(unit_text(UNIT.read_text(), program, Path("/etc/dropreel/config.toml")))
     result = subprocess.run(
         ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
     )

@@ -19,6 +19,7 @@ from dropreel import __version__
 from dropreel.app import assembled_daemon
 from dropreel.cli import admin
 from dropreel.cli.rerun import rerun_hooks
+from dropreel.cli.setup import SETUP_COMMANDS
 from dropreel.config import (
     Settings,
     accepted_key,
@@ -49,9 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dropreel {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file")
+    def command(
+        name: str, help_text: str, config_help: str = "the TOML config file"
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+        )
+        sub.add_argument("--config", type=Path, metavar="PATH", help=config_help)
         return sub
 
     run = command("run", "run the daemon in the foreground (SIGTERM/SIGINT stop it)")
@@ -90,6 +97,33 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--complete-after", type=float, default=2.0, metavar="SECONDS")
     simulate.add_argument("--failure-rate", type=float, default=0.0, metavar="FRACTION")
     simulate.add_argument("--legacy-api", action="store_true", help="behave like the older docs")
+    init = command(
+        "init",
+        "make the folders and a commented starter config, then say what to do next",
+        config_help="where to write the config (default: DIR/dropreel.toml); never overwritten",
+    )
+    init.add_argument(
+        "directory",
+        nargs="?",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="where the folders go (default: here)",
+    )
+    unit = command(
+        "install-unit",
+        "install the systemd unit, set to start this dropreel with the config given",
+        config_help="the config the service reads (default: /etc/dropreel/config.toml)",
+    )
+    where = unit.add_mutually_exclusive_group()
+    where.add_argument("--print", action="store_true", help="print the unit instead")
+    where.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        metavar="PATH",
+        help="the unit file or its folder (default: /etc/systemd/system)",
+    )
     return parser
 
 
@@ -108,8 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if args.command in SETUP_COMMANDS:
+            return SETUP_COMMANDS[args.command](args)
         if args.command == "demo":
             from dropreel.cli.demo import run_demo
 

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 from dropreel import __version__
 from dropreel.app import assembled_daemon
 from dropreel.cli import admin
+from dropreel.cli.examples import epilog
 from dropreel.cli.rerun import rerun_hooks
 from dropreel.cli.setup import SETUP_COMMANDS
 from dropreel.config import (
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=help_text,
             description=help_text,
+            epilog=epilog(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("--config", type=Path, metavar="PATH", help=config_help)
         return sub
@@ -124,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the unit file or its folder (default: /etc/systemd/system)",
     )
+    completion = command("completion", "print the shell completion script for a shell")
+    completion.add_argument("shell", choices=("bash", "zsh", "fish"))
     return parser
 
 
@@ -143,6 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        # A shell asking for completions (see `dropreel completion`): answer, then exit.
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
         if args.command in SETUP_COMMANDS:

@@ -1,0 +1,44 @@
+"""An example for each command, shown at the end of its `--help`."""
+
+from __future__ import annotations
+
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": (
+        "dropreel run --config /etc/dropreel/config.toml",
+        "dropreel run --until-idle        # take what is in the inbox, finish it, exit",
+    ),
+    "submit": ("dropreel submit sunrise.txt city.json   # prints where each copy landed",),
+    "status": ("dropreel status", "dropreel status --json | jq .state"),
+    "show": (
+        "dropreel show 19cdf0a2b7   # an id from `dropreel status`; a unique start is enough",
+    ),
+    "cancel": ("dropreel cancel 19cdf0a2b7",),
+    "retry": ("dropreel retry 19cdf0a2b7   # once: a second retry names the job it became",),
+    "check-config": ("OXEN_API_KEY=... dropreel check-config --config /etc/dropreel/config.toml",),
+    "demo": ("dropreel demo   # no key, no network: a simulator on loopback",),
+    "simulate": (
+        "dropreel simulate --port 8765 --complete-after 5",
+        "DROPREEL_OXEN__BASE_URL=http://127.0.0.1:8765 dropreel run   # in another terminal",
+    ),
+    "init": (
+        "dropreel init ~/reels            # ~/reels/{inbox,outbox,failed,state}, dropreel.toml",
+        "dropreel init /srv/dropreel --config /etc/dropreel/config.toml",
+    ),
+    "install-unit": (
+        "dropreel install-unit            # /etc/systemd/system/dropreel.service",
+        "dropreel install-unit --print | less",
+    ),
+    "completion": (
+        "dropreel completion bash > /etc/bash_completion.d/dropreel",
+        "dropreel completion zsh > ~/.zfunc/_dropreel   # a folder on your $fpath",
+        "dropreel completion fish > ~/.config/fish/completions/dropreel.fish",
+    ),
+}
+
+
+def epilog(command: str) -> str | None:
+    """The examples section of `command`'s help, if it has examples."""
+    lines = EXAMPLES.get(command)
+    if lines is None:
+        return None
+    return "\n".join(["example:" if len(lines) == 1 else "examples:", *(f"  {x}" for x in lines)])

@@ -79,5 +79,9 @@ def test_each_shells_script_hooks_dropreel(shell: str) -> None:
         timeout=60,
         check=True,
     )
-    hook = {"bash": "complete ", "zsh": "#compdef dropreel", "fish": "complete --command dropreel"}
+    hook = {
+        "bash": "complete ",
+        "zsh": "compdef _python_argcomplete dropreel",
+        "fish": "complete --command dropreel",
+    }
     assert hook[shell] in result.stdout

@@ -30,7 +30,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "completion": (
         "dropreel completion bash > /etc/bash_completion.d/dropreel",
-        "dropreel completion zsh > ~/.zfunc/_dropreel   # a folder on your $fpath",
+        "echo 'eval \"$(dropreel completion zsh)\"' >> ~/.zshrc   # after compinit",
         "dropreel completion fish > ~/.config/fish/completions/dropreel.fish",
     ),
 }

@@ -13,9 +13,7 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parent.parent
-LEFT_OUT = shutil.ignore_patterns(
-    ".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "inbox", "state"
-)
+LEFT_OUT = shutil.ignore_patterns(".git", "build", "dist", "*.egg-info", "__pycache__", ".*_cache")
 
 
 def source_copy(target: Path) -> Path:

@@ -9,11 +9,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "submit": ("dropreel submit sunrise.txt city.json   # prints where each copy landed",),
     "status": ("dropreel status", "dropreel status --json | jq .state"),
-    "show": (
-        "dropreel show 19cdf0a2b7   # an id from `dropreel status`; a unique start is enough",
+    "show": ("dropreel show 5abd   # the short id `dropreel status` shows; a whole id works too",),
+    "cancel": ("dropreel cancel 5abd",),
+    "hooks": ("dropreel hooks rerun 5abd   # a short id from `dropreel status`",),
+    "hooks rerun": (
+        "dropreel hooks rerun 5abd                # every hook of the job that gave up",
+        "runuser -u dropreel -- dropreel hooks rerun 5abd   # as the service user",
     ),
-    "cancel": ("dropreel cancel 19cdf0a2b7",),
-    "retry": ("dropreel retry 19cdf0a2b7   # once: a second retry names the job it became",),
+    "retry": ("dropreel retry 5abd   # once: a second retry names the job it became",),
     "check-config": ("OXEN_API_KEY=... dropreel check-config --config /etc/dropreel/config.toml",),
     "demo": ("dropreel demo   # no key, no network: a simulator on loopback",),
     "simulate": (

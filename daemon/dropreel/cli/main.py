@@ -84,9 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     cancel.add_argument("job_id", metavar="ID")
     retry = command("retry", "resubmit a needs_attention or failed job (this may be billed)")
     retry.add_argument("job_id", metavar="ID")
-    hooks = commands.add_parser("hooks", help="the completion hooks: rerun those that gave up")
+    hooks_help = "the completion hooks: rerun those that gave up"
+    hooks = commands.add_parser(
+        "hooks",
+        help=hooks_help,
+        description=hooks_help,
+        epilog=epilog("hooks"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rerun_help = "run again every hook of a job (or of one generation) that gave up"
     rerun = hooks.add_subparsers(dest="hooks_command", required=True, metavar="ACTION").add_parser(
-        "rerun", help="run again every hook of a job (or of one generation) that gave up"
+        "rerun",
+        help=rerun_help,
+        description=rerun_help,
+        epilog=epilog("hooks rerun"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     rerun.add_argument("job_id", metavar="ID", help="a job or generation id, short id or start")
     rerun.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file")

@@ -32,6 +32,7 @@ from dropreel.lifecycle import (
     decide,
 )
 from dropreel.ops.counters import Counters
+from dropreel.ops.live import LiveFacts, ProviderFacts, publish_live
 from dropreel.ops.metrics import Metrics
 from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
@@ -42,6 +43,7 @@ from dropreel.state.records import Finish, JobRow
 from dropreel.state.store import Store
 from dropreel.submission.submitter import Submitter
 from dropreel.tracking.matching import Matcher
+from dropreel.tracking.onscreen import ProgressAsks
 from dropreel.tracking.recorder import FinishRecorder
 from dropreel.tracking.tracker import Tracker
 
@@ -133,6 +135,16 @@ class Daemon:
         )
         self.notifier = notifier or Notifier(environ={})
         self.finishes = FinishRecorder(self.store.record_finished, self.completion.deliveries.put)
+        self.progress_asks = ProgressAsks(
+            settings.state_dir,
+            self.trackers,
+            self.matcher,
+            self.observe,
+            default_poll_s=settings.poll.interval_s,
+        )
+        self._started_at = time.time()
+        # Said once, not at every heartbeat, until publishing works again.
+        self._live_unpublished = False
         self._lost_posts: list[str] = []
 
     # ---- running ----------------------------------------------------------------------
@@ -206,6 +218,7 @@ class Daemon:
             self.ready.set()
             self.notifier.ready(await self.status_line())
             group.start_soon(self._heartbeat)
+            group.start_soon(self.progress_asks.run, self.settings.service.heartbeat_s)
             log.info("ready", inbox=str(self.settings.inbox_dir), stream=self._streams_up())
             if until_idle:
                 group.start_soon(self._stop_when_idle, stop)
@@ -264,6 +277,7 @@ class Daemon:
         seen_request = await self.store.reconcile_requested_at()
         while True:
             self.notifier.status(await self.status_line())
+            await self._publish_live()
             # `dropreel cancel` asks for a look: cancellations fire no event.
             requested = await self.store.reconcile_requested_at()
             if requested > seen_request:
@@ -276,6 +290,37 @@ class Daemon:
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
+
+    async def _publish_live(self) -> None:
+        """What `dropreel watch` cannot read from the database: each stream's state."""
+        phases = self.metrics.snapshot.generations_by_phase
+        facts = LiveFacts(
+            pid=os.getpid(),
+            written_at=time.time(),
+            heartbeat_s=self.settings.service.heartbeat_s,
+            providers={
+                name: ProviderFacts(
+                    streams=tracker.pushes,
+                    up=tracker.health.up,
+                    since=tracker.health.since if tracker.pushes else self._started_at,
+                    poll_interval_s=tracker.connected.poll_interval_s
+                    or self.settings.poll.interval_s,
+                    progress_asks=self.progress_asks.asks[name],
+                )
+                for name, tracker in self.trackers.items()
+            },
+            waiting=len(self.matcher.pending),
+            downloading=phases.get(Phase.DOWNLOADING, 0),
+            hooking=phases.get(Phase.HOOKING, 0),
+        )
+        try:
+            await anyio.to_thread.run_sync(publish_live, self.settings.state_dir, facts)
+        except OSError as exc:
+            if not self._live_unpublished:
+                log.warning("cannot publish the live facts for watch", error=str(exc))
+            self._live_unpublished = True
+        else:
+            self._live_unpublished = False
 
     async def _watch_inbox(self, stop: anyio.Event) -> None:
         await self.inbox.watch(

@@ -42,6 +42,9 @@ class Capabilities:
     # How many generations one request may ask for (`num_generations`); a job asking more
     # of a provider that makes one per request gets one request each.
     generations_per_request: int
+    # Whether a look-up (`get`) tells how far a running generation is (`progress`): only
+    # then is it worth asking about the generations someone watches.
+    reports_progress: bool
 
 
 @dataclass(frozen=True, slots=True)

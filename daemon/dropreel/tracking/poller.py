@@ -50,7 +50,7 @@ class Reconciler:
             # A row that only says "still running" tells nothing new: with a hundred
             # thousand pending, observing each would cost more than the listing itself.
             if remote.status.is_terminal or remote.progress is not None:
-                await self._on_observation(_observed(remote))
+                await self._on_observation(observation_of(remote))
         to_check = ids if listed is None else [i for i in ids if i not in listed]
         limiter = anyio.CapacityLimiter(_PARALLEL_GETS)
         async with anyio.create_task_group() as group:
@@ -80,11 +80,12 @@ class Reconciler:
                 log.warning("status check failed", generation_id=generation_id, error=str(exc))
                 return
             else:
-                observed = _observed(remote)
+                observed = observation_of(remote)
         await self._on_observation(observed)
 
 
-def _observed(remote: RemoteGeneration) -> Observation:
+def observation_of(remote: RemoteGeneration) -> Observation:
+    """What a look-up's answer says of a generation, as an observation from a poll."""
     progress = None
     if remote.progress is not None or remote.cost_usd is not None:
         progress = Progress(remote.progress, remote.cost_usd, remote.cost_is_estimate)

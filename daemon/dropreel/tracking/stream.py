@@ -64,6 +64,8 @@ class StreamHealth:
 
     def __init__(self) -> None:
         self.up = False
+        # When `up` last changed (wall clock: people read it as a time of day).
+        self.since = time.time()
         self.first_attempt_done = anyio.Event()
         self._changed = anyio.Event()
         self.connects = 0
@@ -75,6 +77,7 @@ class StreamHealth:
             self.connects += 1
         if up != self.up:
             self.up = up
+            self.since = time.time()
             self._changed.set()
             self._changed = anyio.Event()
 

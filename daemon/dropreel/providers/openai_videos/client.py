@@ -54,7 +54,11 @@ class OpenAIVideosClient:
     ) -> None:
         self.name = name
         self.capabilities = Capabilities(
-            push_feed=False, idempotency_keys=idempotency, cancel=True, generations_per_request=1
+            push_feed=False,
+            idempotency_keys=idempotency,
+            cancel=True,
+            generations_per_request=1,
+            reports_progress=True,
         )
         self._http = http
         self._base = base_url.rstrip("/")

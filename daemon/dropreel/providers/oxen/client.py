@@ -47,9 +47,14 @@ def events_url(base_url: str) -> str:
     return base_url.rstrip("/") + "/api/events"
 
 
-# num_generations 1-4 at enqueue (oxen-api.md); no idempotency key; a push stream.
+# num_generations 1-4 at enqueue (oxen-api.md); no idempotency key; a push stream; a
+# generation's record says queued or processing, never how far along.
 CAPABILITIES = Capabilities(
-    push_feed=True, idempotency_keys=False, cancel=True, generations_per_request=4
+    push_feed=True,
+    idempotency_keys=False,
+    cancel=True,
+    generations_per_request=4,
+    reports_progress=False,
 )
 
 

@@ -76,11 +76,13 @@ async def status(
         if as_json:
             return "\n".join(json_line(status_record(j)) for j in jobs)
         spent = spend(await store.costs_since(start_of_day(now)))
-    summary = Summary(counts(jobs), spent, _daemon_words(settings))
+    summary = Summary(counts(jobs), spent, daemon_words(settings))
     return status_table(jobs, summary, now=now, width=width)
 
 
-def _daemon_words(settings: Settings) -> str | None:
+def daemon_words(settings: Settings) -> str | None:
+    """Whether the daemon runs: "running (pid 12)" or "not running"; None if the lock
+    cannot be looked at."""
     try:
         holder = lock_holder(settings.state_dir)
     except OSError:

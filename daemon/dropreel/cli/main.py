@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--state", action="append", default=[], metavar="STATE", help="only jobs in STATE"
     )
     status.add_argument("--since", metavar="WHEN", help="only jobs accepted since (2h, 2026-12-01)")
+    watch = command("watch", "a live view of the jobs at work, their progress and the streams")
+    watch.add_argument(
+        "--once", action="store_true", help="print one plain snapshot and exit (also off a TTY)"
+    )
     show = command("show", "the whole story of one job: transitions, attempts, errors, files")
     show.add_argument("job_id", metavar="ID", help="a job id, its short id, or its start")
     cancel = command("cancel", "cancel a job at the provider (or before it is submitted)")
@@ -221,6 +225,11 @@ def _command(settings: Settings, args: argparse.Namespace) -> int:
         all_ran, outcomes = anyio.run(rerun_hooks, settings, args.job_id)
         print(outcomes)
         return 0 if all_ran else 1
+    if args.command == "watch":
+        # Imported here: only the command that draws loads the terminal library.
+        from dropreel.cli.watch import run_watch
+
+        return run_watch(settings, once=args.once or not sys.stdout.isatty())
     if args.command in _OPERATOR_COMMANDS:
         print(anyio.run(_OPERATOR_COMMANDS[args.command], settings, args))
         return 0

@@ -50,6 +50,13 @@ async def jobs_to_show(
     return shown(rows, await store.job_ids(), states)
 
 
+async def jobs_on_watch(store: Store, *, finished_since: float) -> list[ShownJob]:
+    """The jobs a live view shows: every one not finished, and those finished since
+    `finished_since`; oldest first."""
+    rows = await store.jobs_open_or_finished_since(finished_since)
+    return shown(rows, await store.job_ids())
+
+
 def shown(
     rows: Sequence[tuple[JobRow, Sequence[GenerationRow]]],
     all_ids: Sequence[str],

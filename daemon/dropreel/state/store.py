@@ -657,19 +657,55 @@ class Store:
         """Jobs accepted since `since` (every job without it), oldest first, each with its
         generations: two queries, however many jobs."""
         accepted = "WHERE j.created_at >= ?" if since is not None else ""
-        params = (since,) if since is not None else ()
+        return await self._with_generations(accepted, (since,) if since is not None else ())
+
+    async def jobs_open_or_finished_since(
+        self, since: float
+    ) -> list[tuple[JobRow, list[GenerationRow]]]:
+        """Jobs not finished (or with a generation not done), and those finished since
+        `since`, oldest first, each with its generations (`dropreel watch`)."""
+        return await self._with_generations(
+            "WHERE j.finished_at IS NULL OR j.finished_at >= ? OR EXISTS (SELECT 1 FROM"
+            " generations o WHERE o.job_id = j.job_id AND o.phase != 'done')",
+            (since,),
+        )
+
+    async def _with_generations(
+        self, where: str, params: tuple[Any, ...]
+    ) -> list[tuple[JobRow, list[GenerationRow]]]:
         jobs = await self._fetch_all(
-            f"SELECT * FROM jobs j {accepted} ORDER BY j.created_at, j.job_id",  # noqa: S608
+            f"SELECT * FROM jobs j {where} ORDER BY j.created_at, j.job_id",  # noqa: S608
             params,
         )
         generations: dict[str, list[GenerationRow]] = {}
         for row in await self._fetch_all(
-            f"SELECT g.* FROM generations g JOIN jobs j USING (job_id) {accepted}"  # noqa: S608
+            f"SELECT g.* FROM generations g JOIN jobs j USING (job_id) {where}"  # noqa: S608
             " ORDER BY g.job_id, g.idx",
             params,
         ):
             generations.setdefault(row["job_id"], []).append(generation_from(row))
         return [(job_from(r), generations.get(r["job_id"], [])) for r in jobs]
+
+    async def recent_durations(self, limit: int = 1000) -> list[tuple[str, str, float]]:
+        """(provider, model, seconds from enqueue to completion) of the latest generations
+        that succeeded, newest first."""
+        rows = await self._fetch_all(
+            "SELECT j.provider, json_extract(j.request, '$.model'),"
+            " g.completed_at - g.enqueued_at FROM generations g JOIN jobs j USING (job_id)"
+            " WHERE g.remote_status = 'succeeded' AND g.completed_at IS NOT NULL"
+            " ORDER BY g.completed_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [(r[0] or LEGACY_PROVIDER, str(r[1]), float(r[2])) for r in rows]
+
+    async def latest_history(self, limit: int) -> list[tuple[float, str, str, str | None]]:
+        """(when, job name, what, detail) of the latest `limit` history rows, newest first."""
+        rows = await self._fetch_all(
+            "SELECT h.at, COALESCE(j.stem, h.job_id), h.what, h.detail FROM history h"
+            " LEFT JOIN jobs j USING (job_id) ORDER BY h.seq DESC LIMIT ?",
+            (limit,),
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def costs_since(self, since: float) -> list[tuple[float | None, bool]]:
         """(cost, is an estimate) of each generation created since `since`."""

@@ -1,9 +1,10 @@
-"""`status` and `show` read the database of a daemon that has stopped, as a member of its
-group who may not write the state folder."""
+"""`status`, `show` and `watch` read the database of a daemon that has stopped, as a member
+of its group who may not write the state folder."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,10 @@ def test_status_and_show_read_a_stopped_daemons_database_without_writing(
     shown = as_reader(*dropreel_argv("show", job_id, "--config", str(config)))
     assert shown.returncode == 0, shown.stderr
     assert f"job {job_id}  completed" in shown.stdout
+    watched = as_reader(*dropreel_argv("watch", "--config", str(config)))
+    assert watched.returncode == 0, watched.stderr
+    assert "\n  the daemon is not running\n" in watched.stdout
+    assert re.search(r"\n  \w+  delivered  took \d+s +sunrise +1/1 delivered\n", watched.stdout)
     assert sorted(p.name for p in state.iterdir() if p.name.startswith("dropreel.sqlite3")) == (
         ["dropreel.sqlite3", "dropreel.sqlite3-shm", "dropreel.sqlite3-wal"]
         if how is signal.SIGKILL

@@ -197,3 +197,17 @@ def test_streams_say_when_they_cannot_be_told() -> None:
         ("oxen", "stream up since 13:59:00 (1m00s)"),
         ("", "as the daemon last said at 13:58:00, 2m00s ago: is it stuck?"),
     ]
+
+
+def test_a_screen_without_live_facts_says_why() -> None:
+    lines = plain_screen(screen([], None, "not running", [], now=NOW)).splitlines()
+    assert lines == [
+        "dropreel watch  14:00:00  daemon not running",
+        "streams",
+        "  the daemon is not running",
+        "jobs",
+        "  nothing to show",
+        "last events",
+        "  none yet",
+        "0 jobs on watch",
+    ]

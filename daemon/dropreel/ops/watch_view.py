@@ -203,7 +203,10 @@ def plain_screen(screen: Screen, width: int | None = None) -> str:
     """The screen as plain lines, for a pipe or `--once`."""
     lines = [screen.title, "streams"]
     name_width = max((len(name) for name, _ in screen.streams), default=0)
-    lines += [f"  {name.ljust(name_width)}  {text}".rstrip() for name, text in screen.streams]
+    lines += [
+        f"  {name.ljust(name_width)}  {text}" if name else f"  {text}"
+        for name, text in screen.streams
+    ]
     lines.append("jobs")
     if screen.rows:
         table = [

@@ -9,6 +9,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "submit": ("dropreel submit sunrise.txt city.json   # prints where each copy landed",),
     "status": ("dropreel status", "dropreel status --json | jq .state"),
+    "watch": (
+        "dropreel watch                   # q or Ctrl-C quits",
+        "dropreel watch --once | mail -s reels ops@example.org   # one plain snapshot",
+    ),
     "show": ("dropreel show 5abd   # the short id `dropreel status` shows; a whole id works too",),
     "cancel": ("dropreel cancel 5abd",),
     "hooks": ("dropreel hooks rerun 5abd   # a short id from `dropreel status`",),

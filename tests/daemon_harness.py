@@ -6,6 +6,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,7 @@ def hook_lines(log: Path) -> list[dict[str, str]]:
 
 def db_rows(database: Path, sql: str) -> list[sqlite3.Row]:
     """Rows of the state database, read as a person would while the daemon runs."""
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+    # Closed at once: a reader left open keeps the daemon from removing its -wal at a stop.
+    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
         db.row_factory = sqlite3.Row
         return list(db.execute(sql))

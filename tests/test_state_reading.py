@@ -17,7 +17,7 @@ import pytest
 
 from dropreel_simulator.oxen import Simulator
 
-from .daemon_harness import drop_job, write_config
+from .daemon_harness import db_rows, drop_job, write_config
 from .test_e2e import daemon_env, job_states, start_daemon, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +87,14 @@ def test_status_and_show_read_a_stopped_daemons_database_without_writing(
         wait_for(lambda: simulator.streams_open == 1, 30, "the daemon's event stream")
         drop_job(shared_root / "inbox", "sunrise.txt", "A sunrise")
         wait_for(lambda: job_states(state / "dropreel.sqlite3") == ["completed"], 30, "the job")
+        # Its hook's end is committed a moment later (it rides the next commit).
+        wait_for(
+            lambda: (
+                db_rows(state / "dropreel.sqlite3", "SELECT phase FROM generations")[0][0] == "done"
+            ),
+            30,
+            "the hook's end",
+        )
     finally:
         stop(process, how)
     # A clean stop folds the write-ahead log into the database and removes it; a kill

@@ -157,6 +157,10 @@ class JobSettings(_Section):
     # A paid result is retried until this long after the job was accepted, then the job
     # fails with the reason; a generation the provider never finishes is cancelled then.
     deadline_s: float = Field(86_400.0, gt=0)
+    # Each request is checked against its model's schema before it is paid for; a model's
+    # schema is asked of the provider again after this long.
+    check_schema: bool = True
+    schema_ttl_s: float = Field(3600.0, gt=0)
 
 
 class HookSettings(_Section):

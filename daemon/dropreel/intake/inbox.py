@@ -30,6 +30,8 @@ from dropreel.intake.jobs import (
 from dropreel.intake.writers import StabilityWatch, open_for_writing
 from dropreel.lifecycle import JobState
 from dropreel.state.store import Store
+from dropreel.validation.checker import RequestChecker
+from dropreel.validation.problems import joined
 
 log = structlog.get_logger("dropreel.inbox")
 
@@ -129,6 +131,7 @@ class Inbox:
         on_accepted: Callable[[str], Awaitable[None]],
         stable_s: float = 0.0,
         asset_wait_s: float = 60.0,
+        checker: RequestChecker | None = None,
     ) -> None:
         self._folders = folders
         self._store = store
@@ -138,6 +141,7 @@ class Inbox:
         self._asset_waits = AssetWaits(asset_wait_s)
         self._reserved_stems: set[str] = set()
         self._on_accepted = on_accepted
+        self._checker = checker
         self._scan_lock = anyio.Lock()
         self.accepted_count = 0
         self.rejected_count = 0
@@ -196,6 +200,7 @@ class Inbox:
                     shown, "not a job file: the name must end .json, .toml or .txt"
                 )
             request = parse_job_file(shown, data, self._routes)
+            unchecked = await self._check(shown, request)
             if request.image is not None and not await self._image_ready(name, request.image):
                 return True  # waits for its image; the watch comes back at the deadline
         except _NotYet:
@@ -210,8 +215,22 @@ class Inbox:
             return True
         self._stability.forget(name)
         self._asset_waits.forget(name)
-        await self._accept(path, request)
+        await self._accept(path, request, unchecked)
         return True
+
+    async def _check(self, shown: str, request: JobRequest) -> str | None:
+        """Refuse a request its model would not take, before it is paid for; why it could
+        not be checked, if it could not."""
+        if self._checker is None:
+            return None  # turned off in the config (jobs.check_schema)
+        verdict = await self._checker.check(request.provider, request.body)
+        if verdict.problems:
+            raise JobFileRejected(
+                shown,
+                f"{request.model} at {request.provider} would not take it: "
+                + joined(verdict.problems),
+            )
+        return verdict.unchecked
 
     async def _image_ready(self, job_file: str, image: str) -> bool:
         """Whether the image a job names is in the inbox and usable; False while it has not
@@ -234,7 +253,7 @@ class Inbox:
             raise JobFileRejected(job_file, f"dropreel.image: {problem}")
         return True
 
-    async def _accept(self, path: Path, request: JobRequest) -> None:
+    async def _accept(self, path: Path, request: JobRequest, unchecked: str | None) -> None:
         job_id = new_job_id()
         shown = displayable(path.name)
         stem = await self._free_stem(safe_stem(path.name))
@@ -275,7 +294,16 @@ class Inbox:
                 return
         await self._store.set_job_state(job_id, JobState.ACCEPTED)
         self.accepted_count += 1
-        log.info("job accepted", job_id=job_id, file=shown, stem=stem)
+        if unchecked is None:
+            log.info("job accepted", job_id=job_id, file=shown, stem=stem)
+        else:
+            log.warning(
+                "job accepted without checking it against its model's schema",
+                job_id=job_id,
+                file=shown,
+                stem=stem,
+                not_validated=unchecked,
+            )
         await self._on_accepted(job_id)
 
     async def _free_stem(self, stem: str) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from dropreel.fs.moves import finish_failed_moves
 from dropreel.intake.inbox import Inbox, InboxFolders
@@ -98,15 +99,25 @@ async def test_special_files_are_refused_not_followed(box: Dropbox, tmp_path: Pa
     target = tmp_path / "secret.json"
     target.write_text('{"prompt": "should not be read through a link"}')
     (box.folders.inbox / "link.json").symlink_to(target)
-    (box.folders.inbox / "dir.json").mkdir()
     os.mkfifo(box.folders.inbox / "pipe.json")
     await box.inbox.scan()
     assert "symbolic link" in box.failed_reason("link.json")
-    assert "directory" in box.failed_reason("dir.json")
     assert "FIFO" in box.failed_reason("pipe.json")
     assert (box.folders.failed / "link.json").is_symlink()
     assert target.exists(), "the link's target is never touched"
     assert box.accepted == []
+
+
+async def test_a_folder_that_is_no_presets_is_left_alone_and_reported_once(box: Dropbox) -> None:
+    (box.folders.inbox / "dir.json").mkdir()
+    (box.folders.inbox / "dir.json" / "inner.txt").write_text("not taken")
+    with capture_logs() as logs:
+        await box.inbox.scan()
+        await box.inbox.scan()
+    assert (box.folders.inbox / "dir.json" / "inner.txt").read_text() == "not taken"
+    assert await box.store.jobs() == []
+    reports = [e for e in logs if e.get("folder") == "dir.json"]
+    assert len(reports) == 1 and "no preset" in reports[0]["event"]
 
 
 async def test_hostile_names_stay_inside_failed(box: Dropbox) -> None:

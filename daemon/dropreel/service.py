@@ -133,6 +133,7 @@ class Daemon:
             on_accepted=self.submitter.stage.put,
             stable_s=settings.inbox.stable_s,
             asset_wait_s=settings.inbox.asset_wait_s,
+            presets=settings.preset_folders(),
             checker=RequestChecker(self.providers, ttl_s=settings.jobs.schema_ttl_s)
             if settings.jobs.check_schema
             else None,
@@ -160,6 +161,9 @@ class Daemon:
             self.settings.outbox_dir,
             self.settings.failed_dir,
             self.settings.accepted_dir,
+            # Each preset's folder, in the inbox and in the outbox.
+            *(self.settings.inbox_dir / name for name in self.settings.presets),
+            *(self.settings.outbox_dir / name for name in self.settings.presets),
         ):
             folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()

@@ -132,7 +132,8 @@ async def retry(settings: Settings, prefix: str) -> str:
             return await _finish_or_refuse_retry(
                 settings, store, job, (refreshed and refreshed.retried_as) or str(target)
             )
-        placed = link_no_clobber(staged, inbox, target.name)
+        # Back into its own folder: a preset's job goes back into the preset's folder.
+        placed = link_no_clobber(staged, target.parent, target.name)
         if placed != target:
             await store.mark_retried_as(job.job_id, str(placed))
     return str(placed)

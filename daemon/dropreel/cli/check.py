@@ -13,6 +13,7 @@ from dropreel.config import Settings, read_api_key
 from dropreel.errors import ConfigError, JobFileRejected
 from dropreel.fs.naming import displayable
 from dropreel.intake.jobs import MAX_JOB_FILE_BYTES, JobRequest, Routes, parse_job_file
+from dropreel.intake.presets import Preset
 from dropreel.providers.registry import connected_providers
 from dropreel.validation.checker import RequestChecker, SchemaSource
 from dropreel.validation.schema import RequestSchema
@@ -56,19 +57,40 @@ def _read(path: Path) -> bytes:
         return handle.read(MAX_JOB_FILE_BYTES + 1)
 
 
-def requests_in(path: Path, routes: Routes) -> list[tuple[str, JobRequest | str]]:
+def requests_in(
+    path: Path, routes: Routes, preset: Preset | None = None
+) -> list[tuple[str, JobRequest | str]]:
     """(where, the request or why there is none) for each job a file makes."""
     shown = displayable(str(path))
     try:
-        return [(shown, parse_job_file(path.name, _read(path), routes))]
+        return [(shown, parse_job_file(path.name, _read(path), routes, preset))]
     except JobFileRejected as exc:
         return [(shown, exc.reason)]
     except OSError as exc:
         return [(shown, f"cannot read: {exc.strerror or exc}")]
 
 
+def preset_for(settings: Settings, path: Path, named: str | None) -> Preset | None:
+    """The preset a file is judged under: the one named, else the one whose inbox folder
+    holds it, if any."""
+    presets = settings.preset_folders()
+    if named is not None:
+        if named not in presets:
+            known = ", ".join(sorted(presets)) or "none"
+            raise ConfigError("--preset", f"{named!r} is not a configured preset ({known})")
+        return presets[named]
+    folder = path.absolute().parent
+    if folder.parent == settings.inbox_dir.absolute():
+        return presets.get(folder.name)
+    return None
+
+
 async def check_files(
-    settings: Settings, files: Sequence[Path], environ: Mapping[str, str] | None = None
+    settings: Settings,
+    files: Sequence[Path],
+    environ: Mapping[str, str] | None = None,
+    *,
+    preset: str | None = None,
 ) -> tuple[bool, list[str]]:
     """Whether every file would be taken as it is, and one line per problem (or per file)."""
     routes = Routes(
@@ -79,7 +101,7 @@ async def check_files(
     async with _schema_sources(settings, os.environ if environ is None else environ) as sources:
         checker = RequestChecker(sources, ttl_s=settings.jobs.schema_ttl_s)
         for path in files:
-            for where, request in requests_in(path, routes):
+            for where, request in requests_in(path, routes, preset_for(settings, path, preset)):
                 if isinstance(request, str):
                     good = False
                     lines.append(f"{where}: {request}")

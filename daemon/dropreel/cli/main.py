@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     # issue 12: validate before paying.
     check = command("check", "judge job files as the daemon would, their model's schema included")
     check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("--preset", metavar="NAME", help="judge them as if dropped in NAME's folder")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
     simulate = command(
         "simulate",
@@ -227,7 +228,7 @@ def _command(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "check":
         from dropreel.cli.check import check_files
 
-        fit, lines = anyio.run(check_files, settings, args.files)
+        fit, lines = anyio.run(lambda: check_files(settings, args.files, preset=args.preset))
         print("\n".join(lines))
         return 0 if fit else 1
     if args.command == "hooks":

@@ -53,6 +53,9 @@ def link_no_clobber(
     while True:
         name = first_free(desired, taken)
         target = folder / name
+        if target.parent != folder:
+            # A preset's job names a file in its folder of the outbox (`portrait/clip.mp4`).
+            target.parent.mkdir(exist_ok=True)
         try:
             os.link(source, target)
         except FileExistsError:
@@ -63,7 +66,7 @@ def link_no_clobber(
             continue
         source.unlink()
         if sync_folder:
-            fsync_dir(folder)
+            fsync_dir(target.parent)
         return target
 
 

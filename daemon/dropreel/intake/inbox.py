@@ -7,7 +7,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,14 @@ import watchfiles
 
 from dropreel.errors import JobFileRejected
 from dropreel.fs.moves import FILE_KINDS, move_durably, move_to_failed
-from dropreel.fs.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
+from dropreel.fs.naming import (
+    displayable,
+    manifest_name,
+    numbered_stem,
+    preset_stem,
+    printable,
+    safe_stem,
+)
 from dropreel.intake.assets import MAX_IMAGE_BYTES, AssetWaits, image_problem, is_asset_name
 from dropreel.intake.jobs import (
     MAX_JOB_FILE_BYTES,
@@ -27,6 +34,7 @@ from dropreel.intake.jobs import (
     is_ignored_name,
     parse_job_file,
 )
+from dropreel.intake.presets import Preset
 from dropreel.intake.writers import StabilityWatch, open_for_writing
 from dropreel.lifecycle import JobState
 from dropreel.state.store import Store
@@ -132,6 +140,7 @@ class Inbox:
         stable_s: float = 0.0,
         asset_wait_s: float = 60.0,
         checker: RequestChecker | None = None,
+        presets: Mapping[str, Preset] | None = None,
     ) -> None:
         self._folders = folders
         self._store = store
@@ -142,17 +151,52 @@ class Inbox:
         self._reserved_stems: set[str] = set()
         self._on_accepted = on_accepted
         self._checker = checker
+        self._presets = dict(presets or {})
+        # Folders in the inbox that are no preset's: left alone, and reported once.
+        self._strays: set[str] = set()
         self._scan_lock = anyio.Lock()
         self.accepted_count = 0
         self.rejected_count = 0
 
     def waiting_names(self) -> list[str]:
-        """Names in the inbox that are (or will be) job files to take. Images are not: they
-        wait for a job to name them."""
-        with os.scandir(self._folders.inbox) as entries:
-            return sorted(
-                e.name for e in entries if not is_ignored_name(e.name) and not is_asset_name(e.name)
+        """Files in the inbox and its presets' folders (`clip.txt`, `portrait-8s/clip.txt`)
+        that are (or will be) job files to take. Images are not: they wait for a job to name
+        them. Other folders are left alone."""
+        names = list(self._files_in(self._folders.inbox, ""))
+        for preset in self._presets:
+            try:
+                names.extend(self._files_in(self._folders.inbox / preset, f"{preset}/"))
+            except FileNotFoundError:
+                self._folders.inbox.joinpath(preset).mkdir(exist_ok=True)
+        return sorted(names)
+
+    def _files_in(self, folder: Path, prefix: str) -> Iterator[str]:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if is_ignored_name(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    if not (prefix == "" and entry.name in self._presets):
+                        self._report_stray(prefix + entry.name)
+                    continue
+                if not is_asset_name(entry.name):
+                    yield prefix + entry.name
+
+    def _report_stray(self, folder: str) -> None:
+        if folder not in self._strays:
+            self._strays.add(folder)
+            log.warning(
+                "a folder in the inbox is no preset's: left alone",
+                folder=displayable(folder),
+                presets=sorted(self._presets),
             )
+
+    def preset_folders(self) -> list[Path]:
+        """Each preset's folder in the inbox, made if missing."""
+        folders = [self._folders.inbox / name for name in self._presets]
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+        return folders
 
     def asset_wait_due(self) -> float | None:
         """When (monotonic) a job waiting for its image must be looked at again, if any."""
@@ -193,15 +237,19 @@ class Inbox:
     async def _take(self, name: str) -> bool:
         path = self._folders.inbox / name
         shown = displayable(name)
+        folder, _, _ = name.rpartition("/")
+        preset = self._presets.get(folder)
         try:
             data = await self._read(name, MAX_JOB_FILE_BYTES)
-            if not is_candidate_name(name):
+            if not is_candidate_name(path.name):
                 raise JobFileRejected(
                     shown, "not a job file: the name must end .json, .toml or .txt"
                 )
-            request = parse_job_file(shown, data, self._routes)
+            request = parse_job_file(shown, data, self._routes, preset)
             unchecked = await self._check(shown, request)
-            if request.image is not None and not await self._image_ready(name, request.image):
+            # An image lies beside the job file that names it.
+            image = f"{folder}/{request.image}" if folder and request.image else request.image
+            if image is not None and not await self._image_ready(name, image):
                 return True  # waits for its image; the watch comes back at the deadline
         except _NotYet:
             return False
@@ -215,7 +263,7 @@ class Inbox:
             return True
         self._stability.forget(name)
         self._asset_waits.forget(name)
-        await self._accept(path, request, unchecked)
+        await self._accept(path, request, unchecked, preset)
         return True
 
     async def _check(self, shown: str, request: JobRequest) -> str | None:
@@ -253,12 +301,17 @@ class Inbox:
             raise JobFileRejected(job_file, f"dropreel.image: {problem}")
         return True
 
-    async def _accept(self, path: Path, request: JobRequest, unchecked: str | None) -> None:
+    async def _accept(
+        self, path: Path, request: JobRequest, unchecked: str | None, preset: Preset | None
+    ) -> None:
         job_id = new_job_id()
-        shown = displayable(path.name)
-        stem = await self._free_stem(safe_stem(path.name))
+        shown = displayable(str(path.relative_to(self._folders.inbox)))
+        # A preset's jobs deliver into its own folder of the outbox.
+        stem = await self._free_stem(
+            preset_stem(preset.name if preset else None, safe_stem(path.name))
+        )
         kept = self._folders.accepted / f"{job_id}-{printable(path.name)}"
-        image = self._folders.inbox / request.image if request.image else None
+        image = path.parent / request.image if request.image else None
         kept_image = self._folders.accepted / f"{job_id}-{printable(image.name)}" if image else None
         try:
             await self._store.begin_claim(
@@ -325,7 +378,7 @@ class Inbox:
 
     async def _reject(self, path: Path, reason: str) -> None:
         job_id = new_job_id()
-        shown = displayable(path.name)
+        shown = displayable(str(path.relative_to(self._folders.inbox)))
         try:
             kept = await anyio.to_thread.run_sync(
                 lambda: move_to_failed(path, self._folders.failed, reason, original_name=shown)
@@ -377,6 +430,7 @@ class Inbox:
                 await anyio.to_thread.run_sync(
                     lambda: self._folders.inbox.mkdir(parents=True, exist_ok=True)
                 )
+                await anyio.to_thread.run_sync(self.preset_folders)
             if failing and await anyio.to_thread.run_sync(self._readable):
                 failing = False
 
@@ -391,7 +445,8 @@ class Inbox:
     async def _watch(
         self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float
     ) -> None:
-        """Scan at start, on every change in the folder, and now and then to be sure."""
+        """Scan at start, on every change in the folder (or a preset's), and now and then."""
+        presets = await anyio.to_thread.run_sync(self.preset_folders)
         unsettled = await self.scan()
         last_scan = time.monotonic()
         # A file dropped after that scan but before the watch took hold raises no event:
@@ -399,6 +454,7 @@ class Inbox:
         watching_since_scan = False
         async for changes in watchfiles.awatch(
             self._folders.inbox,
+            *presets,
             watch_filter=None,
             debounce=400,
             step=20,

@@ -11,6 +11,7 @@ from typing import Any
 from dropreel.errors import JobFileRejected
 from dropreel.intake.assets import image_name_problem
 from dropreel.intake.jsonvalues import json_problem
+from dropreel.intake.presets import Preset
 
 MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_NESTING = 32
@@ -66,8 +67,11 @@ class JobRequest:
         return str(self.body["model"])
 
 
-def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
-    """Turn a job file's bytes into a request, or raise JobFileRejected saying why."""
+def parse_job_file(
+    name: str, data: bytes, routes: Routes | str, preset: Preset | None = None
+) -> JobRequest:
+    """Turn a job file's bytes into a request, or raise JobFileRejected saying why. A job
+    dropped into a preset's folder takes the preset's fields where it gives none."""
     if len(data) > MAX_JOB_FILE_BYTES:
         raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {MAX_JOB_FILE_BYTES}")
     try:
@@ -87,7 +91,11 @@ def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
     options = body.pop(OPTIONS_KEY, None)
     if options is not None and not isinstance(options, dict):
         raise JobFileRejected(name, f"{OPTIONS_KEY} must be a table of options")
-    provider = _provider_from_options(name, options or {}, routes)
+    if preset is not None:
+        body = {**preset.body, **body}
+    provider = _provider_from_options(
+        name, options or {}, routes, (preset and preset.provider) or routes.default_provider
+    )
     image = (options or {}).get("image")
     if image is not None and (problem := image_name_problem(image)) is not None:
         raise JobFileRejected(name, f"{OPTIONS_KEY}.image {problem}")
@@ -97,14 +105,16 @@ def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
     return JobRequest(request.body, provider, image)
 
 
-def _provider_from_options(name: str, options: Mapping[str, Any], routes: Routes) -> str:
-    """The provider the job's `dropreel` table names (the default if none)."""
+def _provider_from_options(
+    name: str, options: Mapping[str, Any], routes: Routes, default: str
+) -> str:
+    """The provider the job's `dropreel` table names (`default` if none)."""
     unknown = sorted(set(options) - {"provider", "image"})
     if unknown:
         raise JobFileRejected(
             name, f"{OPTIONS_KEY}: unknown option {unknown[0]!r} (known: image, provider)"
         )
-    provider = options.get("provider", routes.default_provider)
+    provider = options.get("provider", default)
     if provider not in routes.default_models:
         known = ", ".join(sorted(routes.default_models))
         raise JobFileRejected(

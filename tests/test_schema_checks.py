@@ -14,7 +14,14 @@ from dropreel.lifecycle import JobState
 from dropreel.validation.checker import RequestChecker
 from dropreel.validation.schema import FieldRule, RequestSchema
 from dropreel_simulator.oxen import Simulator
-from tests.daemon_harness import db_rows, drop_job, run_daemon, settings_for, write_config
+from tests.daemon_harness import (
+    db_rows,
+    drop_job,
+    run_daemon,
+    settings_for,
+    sidecar,
+    write_config,
+)
 from tests.test_e2e import daemon_env, dropreel
 
 SCHEMA = RequestSchema("m", {"prompt": FieldRule(frozenset({"string"})), "model": FieldRule()})
@@ -73,11 +80,6 @@ async def test_a_model_without_a_schema_is_not_checked() -> None:
     checker = RequestChecker({"oxen": Catalogue()}, ttl_s=100)
     verdict = await checker.check("oxen", {"model": "other", "anything": 1})
     assert verdict == verdict.__class__(unchecked="oxen publishes no request schema for other")
-
-
-def sidecar(root: Path, name: str) -> str:
-    reason: str = json.loads((root / "failed" / f"{name}.error.json").read_text())["reason"]
-    return reason
 
 
 async def test_a_typo_and_a_value_outside_an_enum_are_refused_before_any_post(

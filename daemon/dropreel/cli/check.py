@@ -12,6 +12,7 @@ from pathlib import Path
 from dropreel.config import Settings, read_api_key
 from dropreel.errors import ConfigError, JobFileRejected
 from dropreel.fs.naming import displayable
+from dropreel.intake.batches import MAX_BATCH_FILE_BYTES, is_batch_name, parse_batch
 from dropreel.intake.jobs import MAX_JOB_FILE_BYTES, JobRequest, Routes, parse_job_file
 from dropreel.intake.presets import Preset
 from dropreel.providers.registry import connected_providers
@@ -49,12 +50,12 @@ async def _schema_sources(
         yield sources
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, max_bytes: int = MAX_JOB_FILE_BYTES) -> bytes:
     info = path.stat()
     if not stat.S_ISREG(info.st_mode):
         raise JobFileRejected(displayable(str(path)), "not a regular file")
     with path.open("rb") as handle:
-        return handle.read(MAX_JOB_FILE_BYTES + 1)
+        return handle.read(max_bytes + 1)
 
 
 def requests_in(
@@ -63,6 +64,15 @@ def requests_in(
     """(where, the request or why there is none) for each job a file makes."""
     shown = displayable(str(path))
     try:
+        if is_batch_name(path.name):
+            rows = parse_batch(path.name, _read(path, MAX_BATCH_FILE_BYTES), routes, preset)
+            # A row's problem names its line (or row) already.
+            return [
+                (shown, r.problem or "refused")
+                if r.request is None
+                else (f"{shown} {r.where}", r.request)
+                for r in rows
+            ]
         return [(shown, parse_job_file(path.name, _read(path), routes, preset))]
     except JobFileRejected as exc:
         return [(shown, exc.reason)]

@@ -15,7 +15,7 @@ from dropreel.intake.presets import Preset
 
 MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_NESTING = 32
-JOB_SUFFIXES = (".json", ".toml", ".txt")
+JOB_SUFFIXES = (".json", ".toml", ".txt", ".jsonl", ".csv")
 # Writers write under one of these names, then rename into place.
 _IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".swp", "~")
 
@@ -72,8 +72,19 @@ def parse_job_file(
 ) -> JobRequest:
     """Turn a job file's bytes into a request, or raise JobFileRejected saying why. A job
     dropped into a preset's folder takes the preset's fields where it gives none."""
-    if len(data) > MAX_JOB_FILE_BYTES:
-        raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {MAX_JOB_FILE_BYTES}")
+    text = job_text(name, data, MAX_JOB_FILE_BYTES)
+    suffix = name.lower().rsplit(".", 1)[-1]
+    if suffix == "txt":
+        body: dict[str, Any] = {"prompt": _prompt_from_text(name, text)}
+    else:
+        body = object_from_text(name, text, suffix)
+    return request_from_body(name, body, routes, preset)
+
+
+def job_text(name: str, data: bytes, max_bytes: int) -> str:
+    """A job file's bytes as text, or JobFileRejected saying why they are not."""
+    if len(data) > max_bytes:
+        raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {max_bytes}")
     try:
         # utf-8-sig: a byte-order mark (some editors write one) is not part of the text.
         text = data.decode("utf-8-sig")
@@ -81,11 +92,14 @@ def parse_job_file(
         raise JobFileRejected(name, f"not UTF-8 text (byte {exc.start})") from None
     if "\x00" in text:
         raise JobFileRejected(name, "binary content (contains NUL bytes)")
-    suffix = name.lower().rsplit(".", 1)[-1]
-    if suffix == "txt":
-        body: dict[str, Any] = {"prompt": _prompt_from_text(name, text)}
-    else:
-        body = _object_from_structured(name, text, suffix)
+    return text
+
+
+def request_from_body(
+    name: str, body: dict[str, Any], routes: Routes | str, preset: Preset | None = None
+) -> JobRequest:
+    """A request from a job's object (its `dropreel` table read and removed), completed with
+    its preset's fields and its provider's default model."""
     if isinstance(routes, str):
         routes = Routes.single(routes)
     options = body.pop(OPTIONS_KEY, None)
@@ -130,7 +144,8 @@ def _prompt_from_text(name: str, text: str) -> str:
     return prompt
 
 
-def _object_from_structured(name: str, text: str, suffix: str) -> dict[str, Any]:
+def object_from_text(name: str, text: str, suffix: str) -> dict[str, Any]:
+    """The object a JSON or TOML text holds, or JobFileRejected saying why there is none."""
     try:
         if suffix == "json":
             value: object = json.loads(text)

@@ -14,6 +14,7 @@ from dropreel.fs.moves import finish_failed_moves
 from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import JobState
 from dropreel.state.store import Store
+from tests.test_assets import PNG
 
 
 class Dropbox:
@@ -226,3 +227,12 @@ async def test_files_claimed_together_never_share_a_stem(box: Dropbox) -> None:
     assert all(j.state is JobState.ACCEPTED for j in jobs) and len(jobs) == 12
     stems = sorted(j.stem for j in jobs)
     assert len(set(stems)) == 12 and stems.count("same_2") == 1, stems
+
+
+async def test_an_image_over_the_job_file_limit_is_read_under_its_own(box: Dropbox) -> None:
+    image = PNG + b"\0" * (2 * 1024 * 1024)  # 2 MiB: over a job file's limit, not an image's
+    box.drop("big.png", image)
+    box.drop("still.json", '{"prompt": "p", "dropreel": {"image": "big.png"}}')
+    await box.inbox.scan()
+    (job,) = await box.store.jobs()
+    assert job.state is JobState.ACCEPTED, job.error

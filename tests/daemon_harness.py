@@ -94,6 +94,12 @@ def hook_lines(log: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in log.read_text().splitlines()]
 
 
+def sidecar(root: Path, name: str) -> str:
+    """The reason beside a refused file in `root`'s failed folder."""
+    reason: str = json.loads((root / "failed" / f"{name}.error.json").read_text())["reason"]
+    return reason
+
+
 def db_rows(database: Path, sql: str) -> list[sqlite3.Row]:
     """Rows of the state database, read as a person would while the daemon runs."""
     # Closed at once: a reader left open keeps the daemon from removing its -wal at a stop.

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from dropreel.fs.moves import finish_failed_moves
 from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.lifecycle import JobState
 from dropreel.state.store import Store
+from tests.test_assets import PNG
 
 
 class Dropbox:
@@ -98,15 +100,25 @@ async def test_special_files_are_refused_not_followed(box: Dropbox, tmp_path: Pa
     target = tmp_path / "secret.json"
     target.write_text('{"prompt": "should not be read through a link"}')
     (box.folders.inbox / "link.json").symlink_to(target)
-    (box.folders.inbox / "dir.json").mkdir()
     os.mkfifo(box.folders.inbox / "pipe.json")
     await box.inbox.scan()
     assert "symbolic link" in box.failed_reason("link.json")
-    assert "directory" in box.failed_reason("dir.json")
     assert "FIFO" in box.failed_reason("pipe.json")
     assert (box.folders.failed / "link.json").is_symlink()
     assert target.exists(), "the link's target is never touched"
     assert box.accepted == []
+
+
+async def test_a_folder_that_is_no_presets_is_left_alone_and_reported_once(box: Dropbox) -> None:
+    (box.folders.inbox / "dir.json").mkdir()
+    (box.folders.inbox / "dir.json" / "inner.txt").write_text("not taken")
+    with capture_logs() as logs:
+        await box.inbox.scan()
+        await box.inbox.scan()
+    assert (box.folders.inbox / "dir.json" / "inner.txt").read_text() == "not taken"
+    assert await box.store.jobs() == []
+    reports = [e for e in logs if e.get("folder") == "dir.json"]
+    assert len(reports) == 1 and "no preset" in reports[0]["event"]
 
 
 async def test_hostile_names_stay_inside_failed(box: Dropbox) -> None:
@@ -215,3 +227,12 @@ async def test_files_claimed_together_never_share_a_stem(box: Dropbox) -> None:
     assert all(j.state is JobState.ACCEPTED for j in jobs) and len(jobs) == 12
     stems = sorted(j.stem for j in jobs)
     assert len(set(stems)) == 12 and stems.count("same_2") == 1, stems
+
+
+async def test_an_image_over_the_job_file_limit_is_read_under_its_own(box: Dropbox) -> None:
+    image = PNG + b"\0" * (2 * 1024 * 1024)  # 2 MiB: over a job file's limit, not an image's
+    box.drop("big.png", image)
+    box.drop("still.json", '{"prompt": "p", "dropreel": {"image": "big.png"}}')
+    await box.inbox.scan()
+    (job,) = await box.store.jobs()
+    assert job.state is JobState.ACCEPTED, job.error

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import dropreel.intake.inbox
+import dropreel.intake.reading
 from dropreel.intake.writers import StabilityWatch, open_for_writing
 from dropreel_simulator.oxen import Simulator
 
@@ -78,7 +78,7 @@ async def test_where_the_kernel_cannot_tell_the_file_waits_until_it_is_stable(
     tmp_path: Path, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A network filesystem: no leases. The stability rule is what protects the prompt."""
-    monkeypatch.setattr(dropreel.intake.inbox, "open_for_writing", lambda fd: None)
+    monkeypatch.setattr(dropreel.intake.reading, "open_for_writing", lambda fd: None)
     settings = settings_for(tmp_path, simulator, inbox={"stable_s": 2.0})
     settings.inbox_dir.mkdir(parents=True)
     writer = write_slowly(

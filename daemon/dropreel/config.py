@@ -29,6 +29,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from dropreel.errors import ConfigError
+from dropreel.intake.presets import Preset, preset_problem
 from dropreel.ops.keyguard import KeySources, key_problem
 from dropreel.ops.redact import remember_secret
 
@@ -157,6 +158,18 @@ class JobSettings(_Section):
     # A paid result is retried until this long after the job was accepted, then the job
     # fails with the reason; a generation the provider never finishes is cancelled then.
     deadline_s: float = Field(86_400.0, gt=0)
+    # Each request is checked against its model's schema before it is paid for; a model's
+    # schema is asked of the provider again after this long.
+    check_schema: bool = True
+    schema_ttl_s: float = Field(3600.0, gt=0)
+
+
+class PresetSettings(_Section):
+    """One `[presets.NAME]` section: defaults for the jobs dropped into `inbox/NAME/`."""
+
+    # "" means the job's own choice, else jobs.provider.
+    provider: str = ""
+    body: dict[str, Any] = Field(default_factory=dict)
 
 
 class HookSettings(_Section):
@@ -209,6 +222,7 @@ class Settings(BaseSettings):
     events: EventSettings = EventSettings()
     poll: PollSettings = PollSettings()
     jobs: JobSettings = JobSettings()
+    presets: dict[str, PresetSettings] = Field(default_factory=dict)
     delivery: DeliverySettings = DeliverySettings()
     hooks: HookSettings = HookSettings()
     service: ServiceSettings = ServiceSettings()
@@ -243,11 +257,27 @@ class Settings(BaseSettings):
         return "oxen" if "oxen" in self.providers else next(iter(self.providers))
 
     def provider_problem(self) -> tuple[str, str] | None:
-        """(key, problem) if the providers cannot be used as configured, else None."""
+        """(key, problem) if the providers or presets cannot be used as configured, else None."""
+        known = ", ".join(sorted(self.providers))
         if self.jobs.provider and self.jobs.provider not in self.providers:
-            known = ", ".join(sorted(self.providers))
             return "jobs.provider", f"{self.jobs.provider!r} is not a configured provider ({known})"
+        for name, preset in self.presets.items():
+            # repr: a hostile name (a newline, a control character) stays on one line.
+            key = f"presets.{name}" if name.isprintable() else f"presets.{name!r}"
+            problem = preset_problem(name, preset.body)
+            if problem is not None:
+                return key, problem
+            if preset.provider and preset.provider not in self.providers:
+                return f"{key}.provider", (
+                    f"{preset.provider!r} is not a configured provider ({known})"
+                )
         return None
+
+    def preset_folders(self) -> dict[str, Preset]:
+        """Each preset by its folder's name, as jobs see it."""
+        return {
+            name: Preset(name, dict(p.body), p.provider or None) for name, p in self.presets.items()
+        }
 
     @property
     def rest_base(self) -> str:

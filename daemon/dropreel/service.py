@@ -46,6 +46,7 @@ from dropreel.tracking.matching import Matcher
 from dropreel.tracking.onscreen import ProgressAsks
 from dropreel.tracking.recorder import FinishRecorder
 from dropreel.tracking.tracker import Tracker
+from dropreel.validation.checker import RequestChecker
 
 log = structlog.get_logger("dropreel.service")
 
@@ -132,6 +133,10 @@ class Daemon:
             on_accepted=self.submitter.stage.put,
             stable_s=settings.inbox.stable_s,
             asset_wait_s=settings.inbox.asset_wait_s,
+            presets=settings.preset_folders(),
+            checker=RequestChecker(self.providers, ttl_s=settings.jobs.schema_ttl_s)
+            if settings.jobs.check_schema
+            else None,
         )
         self.notifier = notifier or Notifier(environ={})
         self.finishes = FinishRecorder(self.store.record_finished, self.completion.deliveries.put)
@@ -156,6 +161,9 @@ class Daemon:
             self.settings.outbox_dir,
             self.settings.failed_dir,
             self.settings.accepted_dir,
+            # Each preset's folder, in the inbox and in the outbox.
+            *(self.settings.inbox_dir / name for name in self.settings.presets),
+            *(self.settings.outbox_dir / name for name in self.settings.presets),
         ):
             folder.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()

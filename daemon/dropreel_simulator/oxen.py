@@ -34,6 +34,7 @@ from dropreel_simulator.core import (
     range_start,
     serving,
 )
+from dropreel_simulator.models import CATALOGUE
 from dropreel_simulator.openai_videos import VideosDialect
 
 __all__ = [
@@ -68,7 +69,7 @@ class SimulatorOptions:
     # Answer /api/events with this status instead of a stream (None: stream normally).
     refuse_events_with: int | None = None
     # Scripted failures: request kind ("enqueue", "get", "list", "record", "events",
-    # "download", "cancel") -> statuses (with headers) for its next requests, one each.
+    # "download", "cancel", "model") -> statuses (with headers) for its next requests, one each.
     fail_next: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     # Event streams send nothing at all, not even keep-alives, while this is set.
     stall_streams: bool = False
@@ -136,6 +137,8 @@ class Simulator:
     enqueued: list[tuple[dict[str, Any], list[str]]] = field(default_factory=list)
     # When a POST that created generations was answered with a gateway error instead.
     ambiguous_answers: list[float] = field(default_factory=list)
+    # The model objects served at /api/ai/models/{model}; tests may add or change some.
+    models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(CATALOGUE))
 
     def __post_init__(self) -> None:
         self.videos = VideosDialect(self)
@@ -206,6 +209,7 @@ class Simulator:
             Route("/api/ai/queue/{generation_id}", self._get, methods=["GET"]),
             Route("/api/ai/queue/{generation_id}", self._cancel, methods=["DELETE"]),
             Route("/api/ai/generations/{generation_id}", self._record, methods=["GET"]),
+            Route("/api/ai/models/{model}", self._model, methods=["GET"]),
             Route("/api/events", self._events, methods=["GET"]),
             Route("/api/repos/sim/files/{name}", self._download, methods=["GET"]),
             Route("/_sim/stats", self._stats, methods=["GET"]),
@@ -497,6 +501,15 @@ class Simulator:
                 view.pop("result_url")
             rows.append(view)
         return JSONResponse({"count": len(rows), "generations": rows})
+
+    async def _model(self, request: Request) -> Response:
+        model = request.path_params["model"]
+        if (refused := self._gate(request, "model")) is not None:
+            return refused
+        found = self.models.get(model)
+        if found is None:
+            return JSONResponse({"error": {"message": f"Model not found: {model}"}}, 404)
+        return JSONResponse(found)
 
     async def _cancel(self, request: Request) -> Response:
         generation_id = request.path_params["generation_id"]

@@ -18,6 +18,7 @@ from dropreel.fs.layout import overlap_problem
 from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, same_content, stage_copy
 from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
+from dropreel.intake.batches import batch_of
 from dropreel.lifecycle import JobState, Phase
 from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, spend, start_of_day
 from dropreel.ops.report import job_story, json_line
@@ -116,6 +117,15 @@ async def retry(settings: Settings, prefix: str) -> str:
         kept = Path(job.kept_path) if job.kept_path else None
         if kept is None or not kept.is_file():
             raise CommandError(f"job {job.job_id}'s file is gone ({job.kept_path})")
+        name = job.source_name
+        if batch_of(job.source_name) is not None:
+            if kept.parent == settings.accepted_dir:
+                raise CommandError(
+                    f"job {job.job_id} is {job.source_name}, a row of a batch: retrying it "
+                    "would send the whole batch again; drop that row as a file of its own"
+                )
+            # A refused row was kept as a file of its own: that file goes back.
+            name = str(Path(job.source_name).parent / kept.name)
         inbox = settings.inbox_dir
         if job.image_path and job.image_source:
             await anyio.to_thread.run_sync(
@@ -125,14 +135,15 @@ async def retry(settings: Settings, prefix: str) -> str:
         # recorded: only the winner of the compare-and-set lets it into the inbox, and a
         # crash in between leaves the copy for the next `retry` to finish placing.
         staged = stage_copy(kept, inbox, prefix=_retry_prefix(job.job_id))
-        target = inbox / first_free(job.source_name, lambda n: lexists(inbox / n))
+        target = inbox / first_free(name, lambda n: lexists(inbox / n))
         if not await store.mark_retried(job.job_id, str(target)):
             staged.unlink()
             refreshed = await store.job(job.job_id)
             return await _finish_or_refuse_retry(
                 settings, store, job, (refreshed and refreshed.retried_as) or str(target)
             )
-        placed = link_no_clobber(staged, inbox, target.name)
+        # Back into its own folder: a preset's job goes back into the preset's folder.
+        placed = link_no_clobber(staged, target.parent, target.name)
         if placed != target:
             await store.mark_retried_as(job.job_id, str(placed))
     return str(placed)

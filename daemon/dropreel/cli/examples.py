@@ -22,6 +22,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
     "retry": ("dropreel retry 5abd   # once: a second retry names the job it became",),
     "check-config": ("OXEN_API_KEY=... dropreel check-config --config /etc/dropreel/config.toml",),
+    "check": (
+        "dropreel check neon.json shots.csv   # one line per problem; exit 1 if any",
+        "dropreel check --preset portrait-8s lighthouse.txt",
+    ),
     "demo": ("dropreel demo   # no key, no network: a simulator on loopback",),
     "simulate": (
         "dropreel simulate --port 8765 --complete-after 5",

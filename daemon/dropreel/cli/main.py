@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("job_id", metavar="ID", help="a job or generation id, short id or start")
     rerun.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file")
     command("check-config", "check the config, the key, the folders, the API and the stream")
+    # issue 12: validate before paying.
+    check = command("check", "judge job files as the daemon would, their model's schema included")
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.add_argument("--preset", metavar="NAME", help="judge them as if dropped in NAME's folder")
     command("demo", "run the whole pipeline against a local simulator, no API key needed")
     simulate = command(
         "simulate",
@@ -221,6 +225,12 @@ def _command(settings: Settings, args: argparse.Namespace) -> int:
         healthy, lines = anyio.run(admin.check_config, settings)
         print("\n".join(lines))
         return 0 if healthy else 1
+    if args.command == "check":
+        from dropreel.cli.check import check_files
+
+        fit, lines = anyio.run(lambda: check_files(settings, args.files, preset=args.preset))
+        print("\n".join(lines))
+        return 0 if fit else 1
     if args.command == "hooks":
         all_ran, outcomes = anyio.run(rerun_hooks, settings, args.job_id)
         print(outcomes)

@@ -212,7 +212,7 @@ class Completion:
                 )
             except OSError:
                 pass
-        fsync_dir(self._settings.outbox_dir)
+        fsync_dir(path.parent)  # the outbox, or a preset's folder in it
         return path, manifest, delivered_at
 
     async def _fresh_url(self, job: JobRow, generation: GenerationRow) -> str | None:

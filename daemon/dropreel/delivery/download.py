@@ -17,7 +17,7 @@ import anyio
 
 from dropreel.errors import ConnectionLost, MalformedAnswer, RangeNotSatisfiable, ReadStalled
 from dropreel.fs.moves import fsync_dir, link_no_clobber, same_content
-from dropreel.fs.naming import extension_for, manifest_name, media_name
+from dropreel.fs.naming import extension_for, manifest_name, media_name, preset_of
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
 from dropreel.providers.base import Provider, ResultStream
 from dropreel.state.records import GenerationRow, JobRow
@@ -60,7 +60,7 @@ class Downloader:
 
         def place_durably() -> Path:
             path = place()
-            fsync_dir(self._outbox)
+            fsync_dir(path.parent)  # the outbox, or a preset's folder in it
             return path
 
         return await anyio.to_thread.run_sync(place_durably)
@@ -255,6 +255,7 @@ def manifest(job: JobRow, generations: Sequence[GenerationRow]) -> dict[str, Any
         "kept_at": job.kept_path,
         "request": dict(request),
         "provider": job.provider,
+        "preset": preset_of(job.stem),
         "model": request.get("model"),
         "cost_usd": total_cost(generations),
         "created_at": iso(job.created_at),

@@ -53,6 +53,9 @@ def link_no_clobber(
     while True:
         name = first_free(desired, taken)
         target = folder / name
+        if target.parent != folder:
+            # A preset's job names a file in its folder of the outbox (`portrait/clip.mp4`).
+            target.parent.mkdir(exist_ok=True)
         try:
             os.link(source, target)
         except FileExistsError:
@@ -63,7 +66,7 @@ def link_no_clobber(
             continue
         source.unlink()
         if sync_folder:
-            fsync_dir(folder)
+            fsync_dir(target.parent)
         return target
 
 
@@ -230,8 +233,11 @@ def sweep_move_temps(folder: Path) -> None:
             temp.unlink(missing_ok=True)
 
 
-def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: str) -> Path:
-    """Move a refused file into `failed/` with `<name>.error.json` beside it.
+def move_to_failed(
+    source: Path, failed: Path, reason: str, *, original_name: str, kept_name: str | None = None
+) -> Path:
+    """Move a refused file into `failed/` with `<name>.error.json` beside it (its name is
+    `kept_name`, else its original name, made safe).
 
     The reason is written first, under a hidden name, so a crash at any point leaves
     either the file where it was or the file in failed/ with its reason
@@ -240,7 +246,7 @@ def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: st
     failed.mkdir(parents=True, exist_ok=True)
     taken = {e.name for e in os.scandir(failed)}
     name = first_free(
-        printable(original_name),
+        printable(kept_name or original_name),
         lambda n: n in taken or error_sidecar_name(n) in taken or _pending(n) in taken,
     )
     payload = {
@@ -261,6 +267,22 @@ def move_to_failed(source: Path, failed: Path, reason: str, *, original_name: st
     pending.replace(failed / error_sidecar_name(name))
     fsync_dir(failed)
     return kept
+
+
+def place_in_failed(
+    failed: Path, kept_name: str, content: bytes, reason: str, *, original_name: str
+) -> Path:
+    """Put `content` (a batch's refused row) into `failed/` as a file of its own, with its
+    reason beside it, as `move_to_failed` does for a whole file."""
+    failed.mkdir(parents=True, exist_ok=True)
+    # A move's temporary name: a crash before it is placed leaves litter the sweep removes.
+    temp = failed / f"{MOVE_TEMP_PREFIX}{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    with os.fdopen(os.open(temp, flags, 0o644), "wb") as handle:
+        handle.write(content)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return move_to_failed(temp, failed, reason, original_name=original_name, kept_name=kept_name)
 
 
 def finish_failed_moves(failed: Path) -> None:

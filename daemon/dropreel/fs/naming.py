@@ -80,6 +80,17 @@ def media_name(stem: str, index: int, count: int, extension: str) -> str:
     return f"{stem}.{extension}" if count == 1 else f"{stem}-{index}.{extension}"
 
 
+def preset_stem(preset: str | None, stem: str) -> str:
+    """A job's output stem: under its preset's folder of the outbox, if it has one."""
+    return f"{preset}/{stem}" if preset else stem
+
+
+def preset_of(stem: str) -> str | None:
+    """The preset a job's stem puts it under (a stem of its own never holds a '/')."""
+    head, slash, _ = stem.partition("/")
+    return head if slash else None
+
+
 def manifest_name(stem: str) -> str:
     return f"{stem}.result.json"
 

@@ -1,119 +1,44 @@
-"""The inbox: notice job files, read them safely, and claim them as jobs or refuse them."""
+"""The inbox: notice job files, judge them (their model's schema included), and hand them to
+be claimed as jobs or refused."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import secrets
-import stat
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 
 import anyio
 import structlog
 import watchfiles
 
 from dropreel.errors import JobFileRejected
-from dropreel.fs.moves import FILE_KINDS, move_durably, move_to_failed
-from dropreel.fs.naming import displayable, manifest_name, numbered_stem, printable, safe_stem
-from dropreel.intake.assets import MAX_IMAGE_BYTES, AssetWaits, image_problem, is_asset_name
+from dropreel.fs.naming import displayable
+from dropreel.intake.assets import MAX_IMAGE_BYTES, AssetWaits, image_problem
+from dropreel.intake.batches import MAX_BATCH_FILE_BYTES, BatchRow, is_batch_name, parse_batch
+from dropreel.intake.claiming import Claims, InboxFolders, new_job_id
 from dropreel.intake.jobs import (
     MAX_JOB_FILE_BYTES,
     JobRequest,
     Routes,
     is_candidate_name,
-    is_ignored_name,
     parse_job_file,
 )
-from dropreel.intake.writers import StabilityWatch, open_for_writing
-from dropreel.lifecycle import JobState
+from dropreel.intake.listing import InboxListing
+from dropreel.intake.presets import Preset
+from dropreel.intake.reading import NotYet, Vanished, read_job_file
+from dropreel.intake.writers import StabilityWatch
 from dropreel.state.store import Store
+from dropreel.validation.checker import RequestChecker
+from dropreel.validation.problems import joined
+
+__all__ = ["Inbox", "InboxFolders", "new_job_id", "read_job_file"]
 
 log = structlog.get_logger("dropreel.inbox")
 
 
-class _NotYet(Exception):
-    """The file is still settling (recently written); look again later."""
-
-
-class _Vanished(Exception):
-    """The file went away before we could take it."""
-
-
 # Files claimed at once in a scan: enough for their commits to share a disk write.
 _CLAIMS_AT_ONCE = 16
-
-
-def new_job_id() -> str:
-    """Sortable by creation time, unique without coordination."""
-    return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(3)}"
-
-
-def read_job_file(
-    path: Path,
-    *,
-    settle_s: float,
-    now: float,
-    unchanged_long_enough: Callable[[os.stat_result], bool] = lambda _: True,
-    max_bytes: int = MAX_JOB_FILE_BYTES,
-) -> bytes:
-    """A job file's bytes (or an image's); refuses anything that is not a small regular file.
-
-    A file another process still has open for writing is left for later; where that cannot
-    be asked, `unchanged_long_enough` decides.
-    """
-    name = path.name
-    _check_entry(path, settle_s=settle_s, now=now)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise _Vanished from None
-    except OSError as exc:
-        raise JobFileRejected(name, f"cannot read: {exc.strerror}") from None
-    try:
-        opened = os.fstat(fd)
-        if not stat.S_ISREG(opened.st_mode):
-            raise JobFileRejected(name, "not a regular file")
-        writing = open_for_writing(fd)
-        if writing or (writing is None and not unchanged_long_enough(opened)):
-            raise _NotYet
-        chunks: list[bytes] = []
-        remaining = max_bytes + 1
-        while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 16))):
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise JobFileRejected(name, f"cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-
-
-def _check_entry(path: Path, *, settle_s: float, now: float) -> None:
-    """Refuse what is not a small regular file; leave what was written too recently."""
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        raise _Vanished from None
-    kind = stat.S_IFMT(info.st_mode)
-    if kind != stat.S_IFREG:
-        raise JobFileRejected(path.name, f"not a regular file ({FILE_KINDS.get(kind, 'special')})")
-    if info.st_size > MAX_JOB_FILE_BYTES:
-        raise JobFileRejected(
-            path.name, f"file is {info.st_size} bytes; the limit is {MAX_JOB_FILE_BYTES}"
-        )
-    if now - info.st_mtime < settle_s:
-        raise _NotYet
-
-
-@dataclass(frozen=True, slots=True)
-class InboxFolders:
-    inbox: Path
-    accepted: Path
-    failed: Path
-    outbox: Path
 
 
 class Inbox:
@@ -129,26 +54,31 @@ class Inbox:
         on_accepted: Callable[[str], Awaitable[None]],
         stable_s: float = 0.0,
         asset_wait_s: float = 60.0,
+        checker: RequestChecker | None = None,
+        presets: Mapping[str, Preset] | None = None,
     ) -> None:
         self._folders = folders
-        self._store = store
         self._routes = Routes.single(routes) if isinstance(routes, str) else routes
         self._settle_s = settle_s
         self._stability = StabilityWatch(stable_s)
         self._asset_waits = AssetWaits(asset_wait_s)
-        self._reserved_stems: set[str] = set()
-        self._on_accepted = on_accepted
+        self._checker = checker
+        self._presets = dict(presets or {})
+        self._listing = InboxListing(folders.inbox, self._presets)
+        self._claims = Claims(folders, store, on_accepted)
         self._scan_lock = anyio.Lock()
-        self.accepted_count = 0
-        self.rejected_count = 0
+
+    @property
+    def accepted_count(self) -> int:
+        return self._claims.accepted_count
+
+    @property
+    def rejected_count(self) -> int:
+        return self._claims.rejected_count
 
     def waiting_names(self) -> list[str]:
-        """Names in the inbox that are (or will be) job files to take. Images are not: they
-        wait for a job to name them."""
-        with os.scandir(self._folders.inbox) as entries:
-            return sorted(
-                e.name for e in entries if not is_ignored_name(e.name) and not is_asset_name(e.name)
-            )
+        """Files in the inbox and its presets' folders that wait to be taken."""
+        return self._listing.waiting_names()
 
     def asset_wait_due(self) -> float | None:
         """When (monotonic) a job waiting for its image must be looked at again, if any."""
@@ -188,30 +118,78 @@ class Inbox:
 
     async def _take(self, name: str) -> bool:
         path = self._folders.inbox / name
-        shown = displayable(name)
+        preset = self._presets.get(name.rpartition("/")[0])
         try:
-            data = await self._read(name, MAX_JOB_FILE_BYTES)
-            if not is_candidate_name(name):
-                raise JobFileRejected(
-                    shown, "not a job file: the name must end .json, .toml or .txt"
-                )
-            request = parse_job_file(shown, data, self._routes)
-            if request.image is not None and not await self._image_ready(name, request.image):
+            judged = await self._judge(name, preset)
+            if judged is None:
                 return True  # waits for its image; the watch comes back at the deadline
-        except _NotYet:
+        except NotYet:
             return False
-        except _Vanished:
+        except Vanished:
             self._stability.forget(name)
             return True
         except JobFileRejected as rejected:
             self._stability.forget(name)
             self._asset_waits.forget(name)
-            await self._reject(path, rejected.reason)
+            await self._claims.reject(path, rejected.reason)
             return True
         self._stability.forget(name)
         self._asset_waits.forget(name)
-        await self._accept(path, request)
+        if isinstance(judged, list):
+            await self._claims.accept_batch(path, judged, preset)
+        else:
+            await self._claims.accept(path, *judged, preset)
         return True
+
+    async def _judge(
+        self, name: str, preset: Preset | None
+    ) -> tuple[JobRequest, str | None] | list[BatchRow] | None:
+        """A file's request and why it was not checked, if it was not (or a batch's rows);
+        None while the image it names has not arrived. Raises JobFileRejected saying why
+        the file cannot be taken."""
+        path = self._folders.inbox / name
+        shown = displayable(name)
+        batch = is_batch_name(path.name)
+        data = await self._read(name, MAX_BATCH_FILE_BYTES if batch else MAX_JOB_FILE_BYTES)
+        if not is_candidate_name(path.name):
+            raise JobFileRejected(
+                shown, "not a job file: the name must end .json, .toml, .txt, .jsonl or .csv"
+            )
+        if batch:
+            rows = parse_batch(shown, data, self._routes, preset)
+            return [await self._checked_row(shown, row) for row in rows]
+        request = parse_job_file(shown, data, self._routes, preset)
+        unchecked = await self._check(shown, request)
+        # An image lies beside the job file that names it.
+        folder = name.rpartition("/")[0]
+        image = f"{folder}/{request.image}" if folder and request.image else request.image
+        if image is not None and not await self._image_ready(name, image):
+            return None
+        return request, unchecked
+
+    async def _checked_row(self, shown: str, row: BatchRow) -> BatchRow:
+        """A batch's row checked against its model's schema like a job file."""
+        if row.request is None:
+            return row
+        try:
+            unchecked = await self._check(shown, row.request)
+        except JobFileRejected as refused:
+            return replace(row, request=None, problem=f"{row.where}: {refused.reason}")
+        return replace(row, unchecked=unchecked)
+
+    async def _check(self, shown: str, request: JobRequest) -> str | None:
+        """Refuse a request its model would not take, before it is paid for; why it could
+        not be checked, if it could not."""
+        if self._checker is None:
+            return None  # turned off in the config (jobs.check_schema)
+        verdict = await self._checker.check(request.provider, request.body)
+        if verdict.problems:
+            raise JobFileRejected(
+                shown,
+                f"{request.model} at {request.provider} would not take it: "
+                + joined(verdict.problems),
+            )
+        return verdict.unchecked
 
     async def _image_ready(self, job_file: str, image: str) -> bool:
         """Whether the image a job names is in the inbox and usable; False while it has not
@@ -219,7 +197,7 @@ class Inbox:
         used, or that it never came."""
         try:
             data = await self._read(image, MAX_IMAGE_BYTES)
-        except _Vanished:
+        except Vanished:
             if self._asset_waits.expired(job_file, time.monotonic()):
                 raise JobFileRejected(
                     job_file,
@@ -233,88 +211,6 @@ class Inbox:
         if problem is not None:
             raise JobFileRejected(job_file, f"dropreel.image: {problem}")
         return True
-
-    async def _accept(self, path: Path, request: JobRequest) -> None:
-        job_id = new_job_id()
-        shown = displayable(path.name)
-        stem = await self._free_stem(safe_stem(path.name))
-        kept = self._folders.accepted / f"{job_id}-{printable(path.name)}"
-        image = self._folders.inbox / request.image if request.image else None
-        kept_image = self._folders.accepted / f"{job_id}-{printable(image.name)}" if image else None
-        try:
-            await self._store.begin_claim(
-                job_id=job_id,
-                source_name=shown,
-                source_path=displayable(str(path)),
-                kept_path=str(kept),
-                stem=stem,
-                request=dict(request.body),
-                provider=request.provider,
-                image_source=str(image) if image else None,
-                image_path=str(kept_image) if kept_image else None,
-            )
-        finally:
-            self._reserved_stems.discard(stem)
-        try:
-            await anyio.to_thread.run_sync(move_durably, path, kept)
-        except OSError as exc:
-            # The file stays in the inbox and is judged again at the next scan.
-            await self._store.set_job_state(
-                job_id, JobState.FAILED, error=f"could not move the file out of the inbox: {exc}"
-            )
-            log.error("cannot claim a job file", file=shown, error=str(exc))
-            return
-        if image is not None and kept_image is not None:
-            try:
-                # The image goes with the job that names it, and is kept beside its file.
-                await anyio.to_thread.run_sync(move_durably, image, kept_image)
-            except OSError as exc:
-                reason = f"could not move its image {image.name} out of the inbox: {exc}"
-                await self._store.set_job_state(job_id, JobState.FAILED, error=reason)
-                log.error("cannot claim a job's image", file=shown, error=str(exc))
-                return
-        await self._store.set_job_state(job_id, JobState.ACCEPTED)
-        self.accepted_count += 1
-        log.info("job accepted", job_id=job_id, file=shown, stem=stem)
-        await self._on_accepted(job_id)
-
-    async def _free_stem(self, stem: str) -> str:
-        """A stem no job and no manifest has; reserved until its claim is recorded, as files
-        are claimed several at once."""
-        n = 1
-        while True:
-            candidate = numbered_stem(stem, n)
-            manifest = self._folders.outbox / manifest_name(candidate)
-            if (
-                candidate not in self._reserved_stems
-                and not manifest.exists()
-                and not await self._store.stem_taken(candidate)
-                and candidate not in self._reserved_stems
-            ):
-                self._reserved_stems.add(candidate)
-                return candidate
-            n += 1
-
-    async def _reject(self, path: Path, reason: str) -> None:
-        job_id = new_job_id()
-        shown = displayable(path.name)
-        try:
-            kept = await anyio.to_thread.run_sync(
-                lambda: move_to_failed(path, self._folders.failed, reason, original_name=shown)
-            )
-        except OSError as exc:
-            log.error("cannot move a refused job file", file=shown, reason=reason, error=str(exc))
-            return
-        await self._store.record_rejected(
-            job_id=job_id,
-            source_name=shown,
-            source_path=displayable(str(path)),
-            kept_path=str(kept),
-            stem=safe_stem(path.name),
-            reason=reason,
-        )
-        self.rejected_count += 1
-        log.warning("job file rejected", job_id=job_id, file=shown, reason=reason)
 
     async def watch(
         self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float
@@ -349,6 +245,7 @@ class Inbox:
                 await anyio.to_thread.run_sync(
                     lambda: self._folders.inbox.mkdir(parents=True, exist_ok=True)
                 )
+                await anyio.to_thread.run_sync(self._listing.preset_folders)
             if failing and await anyio.to_thread.run_sync(self._readable):
                 failing = False
 
@@ -363,7 +260,8 @@ class Inbox:
     async def _watch(
         self, stop: anyio.Event, *, force_polling: bool, rescan_interval_s: float
     ) -> None:
-        """Scan at start, on every change in the folder, and now and then to be sure."""
+        """Scan at start, on every change in the folder (or a preset's), and now and then."""
+        presets = await anyio.to_thread.run_sync(self._listing.preset_folders)
         unsettled = await self.scan()
         last_scan = time.monotonic()
         # A file dropped after that scan but before the watch took hold raises no event:
@@ -371,6 +269,7 @@ class Inbox:
         watching_since_scan = False
         async for changes in watchfiles.awatch(
             self._folders.inbox,
+            *presets,
             watch_filter=None,
             debounce=400,
             step=20,

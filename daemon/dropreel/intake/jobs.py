@@ -11,10 +11,11 @@ from typing import Any
 from dropreel.errors import JobFileRejected
 from dropreel.intake.assets import image_name_problem
 from dropreel.intake.jsonvalues import json_problem
+from dropreel.intake.presets import Preset
 
 MAX_JOB_FILE_BYTES = 1024 * 1024
 MAX_NESTING = 32
-JOB_SUFFIXES = (".json", ".toml", ".txt")
+JOB_SUFFIXES = (".json", ".toml", ".txt", ".jsonl", ".csv")
 # Writers write under one of these names, then rename into place.
 _IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".swp", "~")
 
@@ -66,10 +67,24 @@ class JobRequest:
         return str(self.body["model"])
 
 
-def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
-    """Turn a job file's bytes into a request, or raise JobFileRejected saying why."""
-    if len(data) > MAX_JOB_FILE_BYTES:
-        raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {MAX_JOB_FILE_BYTES}")
+def parse_job_file(
+    name: str, data: bytes, routes: Routes | str, preset: Preset | None = None
+) -> JobRequest:
+    """Turn a job file's bytes into a request, or raise JobFileRejected saying why. A job
+    dropped into a preset's folder takes the preset's fields where it gives none."""
+    text = job_text(name, data, MAX_JOB_FILE_BYTES)
+    suffix = name.lower().rsplit(".", 1)[-1]
+    if suffix == "txt":
+        body: dict[str, Any] = {"prompt": _prompt_from_text(name, text)}
+    else:
+        body = object_from_text(name, text, suffix)
+    return request_from_body(name, body, routes, preset)
+
+
+def job_text(name: str, data: bytes, max_bytes: int) -> str:
+    """A job file's bytes as text, or JobFileRejected saying why they are not."""
+    if len(data) > max_bytes:
+        raise JobFileRejected(name, f"file is {len(data)} bytes; the limit is {max_bytes}")
     try:
         # utf-8-sig: a byte-order mark (some editors write one) is not part of the text.
         text = data.decode("utf-8-sig")
@@ -77,17 +92,24 @@ def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
         raise JobFileRejected(name, f"not UTF-8 text (byte {exc.start})") from None
     if "\x00" in text:
         raise JobFileRejected(name, "binary content (contains NUL bytes)")
-    suffix = name.lower().rsplit(".", 1)[-1]
-    if suffix == "txt":
-        body: dict[str, Any] = {"prompt": _prompt_from_text(name, text)}
-    else:
-        body = _object_from_structured(name, text, suffix)
+    return text
+
+
+def request_from_body(
+    name: str, body: dict[str, Any], routes: Routes | str, preset: Preset | None = None
+) -> JobRequest:
+    """A request from a job's object (its `dropreel` table read and removed), completed with
+    its preset's fields and its provider's default model."""
     if isinstance(routes, str):
         routes = Routes.single(routes)
     options = body.pop(OPTIONS_KEY, None)
     if options is not None and not isinstance(options, dict):
         raise JobFileRejected(name, f"{OPTIONS_KEY} must be a table of options")
-    provider = _provider_from_options(name, options or {}, routes)
+    if preset is not None:
+        body = {**preset.body, **body}
+    provider = _provider_from_options(
+        name, options or {}, routes, (preset and preset.provider) or routes.default_provider
+    )
     image = (options or {}).get("image")
     if image is not None and (problem := image_name_problem(image)) is not None:
         raise JobFileRejected(name, f"{OPTIONS_KEY}.image {problem}")
@@ -97,14 +119,16 @@ def parse_job_file(name: str, data: bytes, routes: Routes | str) -> JobRequest:
     return JobRequest(request.body, provider, image)
 
 
-def _provider_from_options(name: str, options: Mapping[str, Any], routes: Routes) -> str:
-    """The provider the job's `dropreel` table names (the default if none)."""
+def _provider_from_options(
+    name: str, options: Mapping[str, Any], routes: Routes, default: str
+) -> str:
+    """The provider the job's `dropreel` table names (`default` if none)."""
     unknown = sorted(set(options) - {"provider", "image"})
     if unknown:
         raise JobFileRejected(
             name, f"{OPTIONS_KEY}: unknown option {unknown[0]!r} (known: image, provider)"
         )
-    provider = options.get("provider", routes.default_provider)
+    provider = options.get("provider", default)
     if provider not in routes.default_models:
         known = ", ".join(sorted(routes.default_models))
         raise JobFileRejected(
@@ -120,7 +144,8 @@ def _prompt_from_text(name: str, text: str) -> str:
     return prompt
 
 
-def _object_from_structured(name: str, text: str, suffix: str) -> dict[str, Any]:
+def object_from_text(name: str, text: str, suffix: str) -> dict[str, Any]:
+    """The object a JSON or TOML text holds, or JobFileRejected saying why there is none."""
     try:
         if suffix == "json":
             value: object = json.loads(text)

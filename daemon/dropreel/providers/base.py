@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dropreel.lifecycle import Observation, RemoteStatus
+from dropreel.validation.schema import RequestSchema
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +128,11 @@ class Provider(Protocol):
         taken: Collection[str],
     ) -> Recovery:
         """What a POST whose answer was lost created (providers without idempotency keys)."""
+        ...
+
+    async def request_schema(self, model: str) -> RequestSchema | None:
+        """What a request for `model` may carry (its whole POST body); None if the provider
+        publishes nothing for it. Raises if it cannot be asked."""
         ...
 
     def open_download(

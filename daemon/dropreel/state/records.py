@@ -216,3 +216,28 @@ class Finish:
     error: str | None
     source: str
     progress: Progress | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job to record as being claimed (a batch's row)."""
+
+    job_id: str
+    source_name: str
+    source_path: str
+    kept_path: str
+    stem: str
+    request: Mapping[str, Any]
+    provider: str = LEGACY_PROVIDER
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A job file (or a batch's row) refused, to record with its reason."""
+
+    job_id: str
+    source_name: str
+    source_path: str
+    kept_path: str | None
+    stem: str
+    reason: str

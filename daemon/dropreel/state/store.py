@@ -24,9 +24,11 @@ from dropreel.state.records import (
     MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
+    Claim,
     Finish,
     GenerationRow,
     JobRow,
+    Rejected,
     generation_from,
     job_from,
 )
@@ -215,6 +217,47 @@ class Store:
             )
             await self._log(db, job_id, "claiming", source_path)
 
+    async def begin_batch_claim(
+        self, claims: Sequence[Claim], rejected: Sequence[Rejected] = ()
+    ) -> None:
+        """Record every row of a batch at once, before its file leaves the inbox: its good
+        rows as jobs being claimed, its bad ones as refused. One transaction, so a crash
+        leaves all of them or none."""
+        now = time.time()
+        async with self._transaction() as db:
+            for claim in claims:
+                await db.execute(
+                    "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem,"
+                    " request, state, created_at, updated_at, provider)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        claim.job_id,
+                        claim.source_name,
+                        claim.source_path,
+                        claim.kept_path,
+                        claim.stem,
+                        json.dumps(claim.request, ensure_ascii=False),
+                        JobState.CLAIMING,
+                        now,
+                        now,
+                        claim.provider,
+                    ),
+                )
+                await self._log(db, claim.job_id, "claiming", claim.source_name)
+            for refused in rejected:
+                await self._insert_rejected(db, refused, now)
+
+    async def accept_claimed(self, job_ids: Sequence[str]) -> None:
+        """Claimed jobs whose file is kept now: accepted, in one commit."""
+        now = time.time()
+        async with self._transaction() as db:
+            for job_id in job_ids:
+                await db.execute(
+                    "UPDATE jobs SET state = ?, updated_at = ? WHERE job_id = ? AND state = ?",
+                    (JobState.ACCEPTED, now, job_id, JobState.CLAIMING),
+                )
+                await self._log(db, job_id, JobState.ACCEPTED.value)
+
     async def record_rejected(
         self,
         *,
@@ -225,26 +268,29 @@ class Store:
         stem: str,
         reason: str,
     ) -> None:
-        now = time.time()
+        refused = Rejected(job_id, source_name, source_path, kept_path, stem, reason)
         async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem, state,"
-                " error, created_at, updated_at, finished_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    job_id,
-                    source_name,
-                    source_path,
-                    kept_path,
-                    stem,
-                    JobState.FAILED,
-                    stored_text(reason),
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            await self._log(db, job_id, "rejected", reason)
+            await self._insert_rejected(db, refused, time.time())
+
+    async def _insert_rejected(self, db: Statements, refused: Rejected, now: float) -> None:
+        await db.execute(
+            "INSERT INTO jobs (job_id, source_name, source_path, kept_path, stem, state,"
+            " error, created_at, updated_at, finished_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                refused.job_id,
+                refused.source_name,
+                refused.source_path,
+                refused.kept_path,
+                refused.stem,
+                JobState.FAILED,
+                stored_text(refused.reason),
+                now,
+                now,
+                now,
+            ),
+        )
+        await self._log(db, refused.job_id, "rejected", refused.reason)
 
     async def set_job_state(
         self,

@@ -21,6 +21,7 @@ from dropreel.errors import (
 )
 from dropreel.fs.moves import move_to_failed
 from dropreel.intake.assets import image_media_type
+from dropreel.intake.batches import batch_of, refused_row
 from dropreel.lifecycle import JobState, Observation
 from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
@@ -203,6 +204,9 @@ class Submitter:
             if kept is None or not kept.exists():
                 return None
             failed = self._settings.failed_dir
+            if batch_of(job.source_name) is not None:
+                # The batch stays kept for its other rows: this row's request goes alone.
+                return str(refused_row(failed, job, reason))
             return str(move_to_failed(kept, failed, reason, original_name=job.source_name))
 
         moved = await anyio.to_thread.run_sync(move)

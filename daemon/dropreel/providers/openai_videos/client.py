@@ -27,7 +27,9 @@ from dropreel.providers.http import (
     send,
 )
 from dropreel.providers.openai_videos.answers import page_of, parse_video, poll_after_s
+from dropreel.providers.openai_videos.schema import documented_schema
 from dropreel.providers.settle import settle_lost_post
+from dropreel.validation.schema import RequestSchema
 
 PAGE_SIZE = 100
 # Fields dropreel reads from a job but the API does not take: one request per video.
@@ -195,6 +197,10 @@ class OpenAIVideosClient:
         return settle_lost_post(
             request, posted_at, window_s=window_s, candidates=candidates, taken=taken
         )
+
+    async def request_schema(self, model: str) -> RequestSchema | None:
+        """No schema is served: the documented fields and enums (openai-videos-api.md)."""
+        return documented_schema(model)
 
     def open_download(
         self, url: str, *, offset: int = 0

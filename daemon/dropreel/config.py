@@ -180,6 +180,18 @@ class HookSettings(_Section):
     concurrency: int = Field(4, ge=1, le=64)
 
 
+class BudgetSettings(_Section):
+    """Caps on what jobs may cost; none is set by default. Reloaded on SIGHUP."""
+
+    # A job whose estimate would take the day's (the month's) spend past this is held.
+    daily_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    monthly_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    # A job whose price cannot be estimated goes ahead ("allow") or is held ("hold").
+    unknown_price: Literal["allow", "hold"] = "allow"
+    # How long a model's price is kept before it is asked for again.
+    pricing_ttl_s: float = Field(3600.0, gt=0)
+
+
 class ServiceSettings(_Section):
     # On SIGTERM, downloads and hooks already running get this long to finish.
     shutdown_grace_s: float = Field(20.0, ge=0)
@@ -225,6 +237,7 @@ class Settings(BaseSettings):
     presets: dict[str, PresetSettings] = Field(default_factory=dict)
     delivery: DeliverySettings = DeliverySettings()
     hooks: HookSettings = HookSettings()
+    budget: BudgetSettings = BudgetSettings()
     service: ServiceSettings = ServiceSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()

@@ -38,6 +38,7 @@ from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
 from dropreel.providers.registry import Connected
+from dropreel.spend.budget import periods
 from dropreel.stage import Drain
 from dropreel.state.records import Finish, JobRow
 from dropreel.state.store import Store
@@ -154,6 +155,14 @@ class Daemon:
 
     # ---- running ----------------------------------------------------------------------
 
+    def reload(self, settings: Settings) -> list[str]:
+        """Apply a reloaded config's `[budget]` (at once: held jobs are looked at again); the
+        sections that changed but take effect only at the next start, by name."""
+        self.submitter.budget.reconfigure(settings.budget)
+        old, new = self.settings.model_dump(), settings.model_dump()
+        self.settings = self.settings.model_copy(update={"budget": settings.budget})
+        return sorted(k for k in new if k != "budget" and new[k] != old.get(k))
+
     async def run(self, stop: anyio.Event, *, until_idle: bool = False) -> Counters:
         """Run until `stop` is set (or, with until_idle, until nothing is left to do)."""
         for folder in (
@@ -210,6 +219,7 @@ class Daemon:
                 first_attempts,
             )
             group.start_soon(self._enforce_deadlines)
+            group.start_soon(self.submitter.release_held)
             group.start_soon(self.finishes.run)
             group.start_soon(self.store.run_deferred_flusher)
             for stage in self.stages:
@@ -269,6 +279,8 @@ class Daemon:
         jobs, phases = await self.store.counts()
         self.metrics.snapshot.jobs_by_state = jobs
         self.metrics.snapshot.generations_by_phase = phases
+        if self.metrics.serving:
+            await self._money_figures()
         return service_status(
             stream_up=self._streams_up(),
             waiting=len(self.matcher.pending),
@@ -277,6 +289,18 @@ class Daemon:
             failed=jobs.get(JobState.FAILED, 0),
             needs_attention=jobs.get(JobState.NEEDS_ATTENTION, 0),
         )
+
+    async def _money_figures(self) -> None:
+        """Spend and the budget, for the metrics (a scan of today's and this month's rows:
+        read only when someone may scrape them)."""
+        period = periods(time.time())
+        today, month = await self.store.budget_used(period.day_start, period.month_start)
+        budget = self.submitter.budget
+        snapshot = self.metrics.snapshot
+        snapshot.spend_usd = {"today": today, "month": month}
+        caps = {"today": budget.caps.daily_usd, "month": budget.caps.monthly_usd}
+        snapshot.caps_usd = {k: v for k, v in caps.items() if v is not None}
+        snapshot.held_by_budget = budget.held
 
     async def _heartbeat(self) -> None:
         """Prove progress: a database round-trip from the event loop, then STATUS and WATCHDOG."""

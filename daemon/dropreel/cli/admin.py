@@ -20,13 +20,15 @@ from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
 from dropreel.intake.batches import batch_of
 from dropreel.lifecycle import JobState, Phase
-from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, spend, start_of_day
-from dropreel.ops.report import job_story, json_line
+from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, start_of_day
+from dropreel.ops.board import spend as todays_spend
+from dropreel.ops.report import job_story, json_line, terminal_safe
 from dropreel.ops.shortid import resolve
 from dropreel.ops.standing import CANCELLED_BEFORE_SUBMISSION
 from dropreel.ops.status_view import Summary, status_record, status_table
 from dropreel.providers.oxen.client import events_url
 from dropreel.providers.registry import Connected, api_prefix, connected_providers
+from dropreel.spend.report import spend_lines, spend_table
 from dropreel.state.lock import lock_holder
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
@@ -76,9 +78,20 @@ async def status(
         jobs = await jobs_to_show(store, since=after, states=wanted)
         if as_json:
             return "\n".join(json_line(status_record(j)) for j in jobs)
-        spent = spend(await store.costs_since(start_of_day(now)))
-    summary = Summary(counts(jobs), spent, daemon_words(settings))
+        spent = todays_spend(await store.costs_since(start_of_day(now)))
+    summary = Summary(counts(jobs), spent, daemon_words(settings), settings.budget.daily_usd)
     return status_table(jobs, summary, now=now, width=width)
+
+
+async def spend(settings: Settings, *, since: str | None = None, as_json: bool = False) -> str:
+    """What generations created since `since` (all without it) cost, per day, model and
+    provider: reported where the provider says, else estimated from the model's price."""
+    after = parse_since(since, now=time.time()) if since is not None else 0.0
+    async with database(settings) as store:
+        lines = spend_lines(await store.spend_rows(after))
+    if as_json:
+        return "\n".join(json_line(line.record()) for line in lines)
+    return terminal_safe(spend_table(lines))
 
 
 def daemon_words(settings: Settings) -> str | None:

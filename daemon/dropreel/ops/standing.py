@@ -23,6 +23,7 @@ class Standing(enum.StrEnum):
     PARKED = "parked"  # needs_attention: only a person can settle it
     BLOCKED = "blocked"  # not sent: the key is refused, or the provider cannot be reached
     THROTTLED = "throttled"  # not sent yet: the provider asked us to come back later
+    HELD = "held"  # not sent: its estimate would cross a budget cap (the reason: "budget: ...")
     HOOK_GAVE_UP = "hook-gave-up"  # delivered (or failed), but its hook stopped trying
     FAILED = "failed"
     WAITING = "waiting"  # not sent yet, or queued or running at the provider
@@ -66,6 +67,9 @@ def _not_sent(job: JobRow) -> JobStanding:
     if job.state is JobState.SUBMITTING:
         return JobStanding(Standing.WAITING, f"being sent to {job.provider}")
     held = read_holdup(job.error)
+    if held is not None and held[0] is Holdup.BUDGET:
+        # Not sent, to keep within the budget: "budget: " and the figures.
+        return JobStanding(Standing.HELD, job.error or "")
     if held is not None:
         holdup, failure = held
         state, says = _HELD[holdup]
@@ -156,7 +160,10 @@ def _so_far(generations: Sequence[GenerationRow], total: int) -> str:
 
 def _spent(generations: Sequence[GenerationRow]) -> str:
     cost = total_cost(generations)
-    return f", ${cost:.2f}" if cost is not None else ""
+    if cost is None:
+        return ""
+    estimated = any(g.cost_is_estimate for g in generations if g.cost_usd is not None)
+    return f", ${cost:.2f}" + (" (estimate)" if estimated else "")
 
 
 def _some(n: int, total: int) -> str:

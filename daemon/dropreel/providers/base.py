@@ -67,6 +67,25 @@ class RemoteGeneration:
 
 
 @dataclass(frozen=True, slots=True)
+class Pricing:
+    """What a model costs per second of video output, in US dollars, as its provider says."""
+
+    per_second_usd: float
+    # The rate at the high resolution, where the provider gives one.
+    per_second_high_res_usd: float | None = None
+    # The output length the model makes when a request names none, where it says.
+    default_seconds: float | None = None
+
+
+class PriceList(Protocol):
+    """A provider that publishes its models' prices."""
+
+    async def pricing(self, model: str) -> Pricing | None:
+        """The model's price; None if the provider gives none for it. Raises on failure."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Adopt:
     """A lost POST's generations, found."""
 

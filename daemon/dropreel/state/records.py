@@ -11,7 +11,7 @@ import aiosqlite
 
 from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE jobs (
@@ -34,7 +34,8 @@ CREATE TABLE jobs (
     retried_as    TEXT,
     provider      TEXT,
     image_source  TEXT,
-    image_path    TEXT
+    image_path    TEXT,
+    reserved_usd  REAL
 );
 CREATE INDEX jobs_state ON jobs (state);
 CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
@@ -60,6 +61,7 @@ CREATE TABLE generations (
     UNIQUE (job_id, idx)
 );
 CREATE INDEX generations_phase ON generations (phase);
+CREATE INDEX generations_enqueued ON generations (enqueued_at);
 CREATE TABLE history (
     seq           INTEGER PRIMARY KEY,
     at            REAL NOT NULL,
@@ -95,6 +97,11 @@ MIGRATIONS = (
         "ALTER TABLE jobs ADD COLUMN image_source TEXT",
         "ALTER TABLE jobs ADD COLUMN image_path TEXT",
     ),
+    # 5: the estimate a job reserves against the budget as its POST is claimed; spend by day.
+    (
+        "ALTER TABLE jobs ADD COLUMN reserved_usd REAL",
+        "CREATE INDEX generations_enqueued ON generations (enqueued_at)",
+    ),
 )
 
 # Jobs recorded before providers had names all went to Oxen.
@@ -124,6 +131,8 @@ class JobRow:
     provider: str = LEGACY_PROVIDER
     image_source: str | None = None
     image_path: str | None = None
+    # The job's estimated cost, reserved when its POST was claimed (None: price unknown).
+    reserved_usd: float | None = None
 
 
 def expected_generations(job: JobRow) -> int:
@@ -178,6 +187,7 @@ def job_from(row: aiosqlite.Row) -> JobRow:
         provider=row["provider"] or LEGACY_PROVIDER,
         image_source=row["image_source"],
         image_path=row["image_path"],
+        reserved_usd=row["reserved_usd"],
     )
 
 

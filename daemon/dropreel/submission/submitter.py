@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,13 @@ from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
 from dropreel.ops.redact import redact
 from dropreel.providers.base import ImageInput, Provider, Recovery, RemoteGeneration, Unsettled
+from dropreel.spend.budget import Go, Used, periods
+from dropreel.spend.estimate import each_usd
+from dropreel.spend.gate import Budget
 from dropreel.stage import Drain, Stage
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
-from dropreel.submission.holdup import holdup_text
+from dropreel.submission.holdup import Holdup, budget_text, holdup_text, read_holdup
 from dropreel.tracking.matching import Matcher
 from dropreel.tracking.tracker import Tracker
 
@@ -68,6 +72,14 @@ class Submitter:
         self._observe = observe
         # Settlements adopt generations from one listing: two at once could adopt the same.
         self._settling = anyio.Lock()
+        self.budget = Budget(settings.budget)
+
+    async def release_held(self) -> None:
+        """Send the jobs the budget held to the stage again when it may let them go."""
+        released: AsyncIterator[list[str]] = self.budget.released()
+        async for job_ids in released:
+            for job_id in job_ids:
+                await self.stage.put(job_id)
 
     async def submit(self, job_id: str) -> None:
         job = await self._store.job(job_id)
@@ -85,7 +97,8 @@ class Submitter:
             image = read
         # One stream before the first POST: its events must have somewhere to go.
         await tracker.health.first_attempt_done.wait()
-        early = await self._send(job, job.request, tracker, image)
+        estimate = await self.budget.estimate(job.provider, tracker.connected.prices, job.request)
+        early = await self._send(job, job.request, tracker, image, estimate)
         for observed in early or []:
             await self._observe(observed)
 
@@ -95,20 +108,26 @@ class Submitter:
         request: Mapping[str, Any],
         tracker: Tracker,
         image: ImageInput | None = None,
+        estimate: float | None = None,
     ) -> list[Observation] | None:
-        """POST until the answer is recorded, the job refused, or its POST left to settle;
-        events that came before the answer."""
+        """POST until the answer is recorded, the job refused or held by the budget, or its
+        POST left to settle; events that came before the answer."""
         bound = log.bind(job_id=job.job_id, provider=job.provider)
         provider = tracker.provider
         # A lost answer may simply be sent again where the provider replays a repeated key.
         retry_on = _RESENDABLE if provider.capabilities.idempotency_keys else _NOT_CREATED
         attempt = 0
         while True:
+            if await self._held_by_budget(job, estimate):
+                return None
             # The request ceiling is waited out before the claim: a job marked as being
             # submitted must really be on the wire, or a crash would strand it as unsettled.
             if tracker.connected.wait_turn is not None:
                 await tracker.connected.wait_turn()
-            if not await self._store.claim_for_submission(job.job_id):
+            reservation = self.budget.reservation(estimate, time.time())
+            if not await self._store.claim_for_submission(job.job_id, reservation):
+                if reservation.guarded and await self._held_by_budget(job, estimate, raced=True):
+                    return None
                 bound.warning("job is already being submitted elsewhere; not sending it again")
                 return None
             try:
@@ -118,7 +137,7 @@ class Submitter:
                     generations = await provider.enqueue(
                         request, idempotency_key=idempotency_key(job.job_id), image=image
                     )
-                    early = await self._record(job, generations)
+                    early = await self._record(job, generations, estimate)
             except RequestRefused as exc:
                 await self.refuse(job, f"refused by the provider: {exc.message}")
                 return None
@@ -137,6 +156,34 @@ class Submitter:
                 )
                 return None
             return early
+
+    async def _held_by_budget(
+        self, job: JobRow, estimate: float | None, *, raced: bool = False
+    ) -> bool:
+        """Hold the job if its estimate would cross a cap (`raced`: its claim was refused for
+        that, jobs sent at the same time having taken the room); True if it is held, or no
+        longer waiting to be sent."""
+        if not self.budget.caps.active:
+            return False
+        period = periods(time.time())
+        used = Used(*await self._store.budget_used(period.day_start, period.month_start))
+        verdict = self.budget.decide(estimate, used)
+        if isinstance(verdict, Go) and not raced:
+            if (read_holdup(job.error) or (None,))[0] is Holdup.BUDGET:
+                log.info("the budget lets a held job go ahead", job_id=job.job_id)
+            return False
+        reason = (
+            "jobs sent at the same time took the rest of the budget"
+            if isinstance(verdict, Go)
+            else verdict.reason
+        )
+        if not await self._store.hold_unsubmitted(job.job_id, budget_text(reason)):
+            return True  # cancelled, or taken, meanwhile: nothing to hold
+        self.budget.hold(job.job_id)
+        log.warning(
+            "job held by the budget", job_id=job.job_id, estimate_usd=estimate, reason=reason
+        )
+        return True
 
     async def _tracker_or_refuse(self, job: JobRow) -> Tracker | None:
         """The job's provider; None if it is no longer configured (the job is refused)."""
@@ -163,7 +210,7 @@ class Submitter:
         return True
 
     async def _record(
-        self, job: JobRow, generations: list[RemoteGeneration]
+        self, job: JobRow, generations: list[RemoteGeneration], estimate: float | None
     ) -> list[Observation] | None:
         """Record what the POST created; None if the answer cannot be this job's (parked)."""
         ids = list(dict.fromkeys(g.generation_id for g in generations))
@@ -178,7 +225,8 @@ class Submitter:
                 )
                 return None
         pairs = [(g, statuses[g]) for g in ids]
-        await self._store.record_submission(job.job_id, pairs)
+        each = each_usd(estimate, job.request or {})
+        await self._store.record_submission(job.job_id, pairs, estimate_each_usd=each)
         log.info("submitted", job_id=job.job_id, generation_ids=ids)
         return self._matcher.register(
             job.job_id, pairs, enqueued_at=job.created_at, provider=job.provider
@@ -255,7 +303,12 @@ class Submitter:
                 continue
             pairs = [(g.generation_id, g.status) for g in outcome.generations]
             taken.update(g for g, _ in pairs)
-            await self._store.record_submission(job.job_id, pairs, how="adopted from the listing")
+            await self._store.record_submission(
+                job.job_id,
+                pairs,
+                how="adopted from the listing",
+                estimate_each_usd=each_usd(job.reserved_usd, job.request or {}),
+            )
             early = self._matcher.register(
                 job.job_id, pairs, enqueued_at=job.created_at, provider=job.provider
             )

@@ -17,6 +17,7 @@ from dropreel.ops.redact import redact
 from dropreel.providers.base import (
     Capabilities,
     ImageInput,
+    Pricing,
     Recovery,
     RemoteGeneration,
     ResultStream,
@@ -30,6 +31,7 @@ from dropreel.providers.http import (
     translated,
 )
 from dropreel.providers.oxen.events import interpret
+from dropreel.providers.oxen.pricing import parse_pricing
 from dropreel.providers.settle import settle_lost_post
 from dropreel.providers.streamguard import BoundedStream
 from dropreel.providers.urls import usable_result_url
@@ -162,6 +164,18 @@ class OxenClient:
         payload = json_answer(response, what)
         inner = payload.get("generation") if isinstance(payload, dict) else None
         return parse_generation(inner if inner is not None else payload, what)
+
+    async def pricing(self, model: str) -> Pricing | None:
+        """The model's price from its model object; None if Oxen gives none for it."""
+        what = f"GET /api/ai/models/{model}"
+        path = quote(model, safe="")
+        response = await send(
+            self._http, "GET", f"{self._rest}/models/{path}", headers=self._auth()
+        )
+        if response.status_code in (404, 405, 501):
+            return None
+        raise_for_answer(response, what)
+        return parse_pricing(json_answer(response, what), what)
 
     async def cancel(self, generation_id: str) -> None:
         what = f"DELETE /api/ai/queue/{generation_id}"

@@ -8,9 +8,11 @@ import re
 import signal
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -18,7 +20,11 @@ from structlog.testing import capture_logs
 
 from dropreel.app import assembled_daemon
 from dropreel.cli import admin
+from dropreel.config import BudgetSettings
+from dropreel.errors import AmbiguousAnswer
 from dropreel.lifecycle import JobState, RemoteStatus
+from dropreel.providers.base import RemoteGeneration
+from dropreel.service import Daemon
 from dropreel.spend.budget import periods
 from dropreel.state.records import SCHEMA_VERSION
 from dropreel.state.spending import Reservation
@@ -147,10 +153,11 @@ async def test_a_job_over_the_cap_is_held_and_goes_when_the_cap_is_raised(
 
 
 def job_error(database: Path, stem: str) -> str | None:
-    if not database.exists():
-        return None
-    with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
-        row = db.execute("SELECT error FROM jobs WHERE stem = ?", (stem,)).fetchone()
+    try:
+        with closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+            row = db.execute("SELECT error FROM jobs WHERE stem = ?", (stem,)).fetchone()
+    except sqlite3.OperationalError:
+        return None  # not made yet by the daemon starting up
     return row[0] if row else None
 
 
@@ -245,3 +252,59 @@ async def test_a_price_that_cannot_be_had_leaves_the_job_of_unknown_cost(
     [warning] = [e for e in logs if e["event"].startswith("cannot learn the model's price")]
     assert warning["model"] == "openai-sora-2-pro"
     assert "HTTP 500" in warning["error"]
+
+
+class LostAfterCreating:
+    """The real provider, except that its first POST's answer is lost once it has made the
+    video, and the budget is changed (as a SIGHUP would) at that very moment."""
+
+    def __init__(self, provider: Any, meanwhile: Callable[[], object]) -> None:
+        self._provider = provider
+        self._meanwhile = meanwhile
+        self._lost = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._provider, name)
+
+    async def enqueue(self, body: Mapping[str, Any], **options: Any) -> list[RemoteGeneration]:
+        made = await self._provider.enqueue(body, **options)
+        if self._lost:
+            return list(made)
+        self._lost = True
+        self._meanwhile()
+        raise AmbiguousAnswer("POST /videos", 502, "gateway answered after the create")
+
+
+async def test_a_post_that_may_have_made_a_video_is_replayed_whatever_the_budget(
+    tmp_path: Path, simulator: Simulator
+) -> None:
+    lumenfall: dict[str, Any] = {
+        "kind": "openai-videos",
+        "base_url": simulator.base_url + "/v1",
+        "default_model": "sora-2-pro",
+        "poll_interval_s": 0.2,
+    }
+    allow = {"daily_usd": 5.0, "unknown_price": "allow"}
+    settings = settings_for(
+        tmp_path,
+        simulator,
+        **{"providers.lumenfall": lumenfall, "jobs": {"provider": "lumenfall"}},
+        budget=allow,
+    )
+    # Lumenfall publishes no price: from now on such jobs are held...
+    holding = settings.model_copy(
+        update={"budget": BudgetSettings(daily_usd=5.0, unknown_price="hold")}
+    )
+    running: list[Daemon] = []
+
+    def wrap(provider: Any) -> Any:
+        return LostAfterCreating(provider, lambda: running[0].reload(holding))
+
+    drop_job(tmp_path / "inbox", "paid.json", json.dumps({"prompt": "made once", "seconds": "4"}))
+    async with assembled_daemon(settings, KEY, environ={}, provider_wrapper=wrap) as daemon:
+        running.append(daemon)
+        with anyio.fail_after(30):
+            await daemon.run(anyio.Event(), until_idle=True)
+    # ...but this one's video may exist and be billed: it is replayed with its key, not held.
+    assert len(simulator.videos.created) == 1
+    assert (tmp_path / "outbox" / "paid.result.json").exists()

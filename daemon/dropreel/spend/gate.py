@@ -95,8 +95,12 @@ class Budget:
         )
         return job_estimate_usd(pricing, request)
 
-    def reservation(self, estimate_usd: float | None, now: float) -> Reservation:
-        """What a claim reserves, and the caps it must fit under now."""
+    def reservation(
+        self, estimate_usd: float | None, now: float, *, guarded: bool = True
+    ) -> Reservation:
+        """What a claim reserves, and the caps it must fit under now (none if not `guarded`)."""
+        if not guarded:
+            return Reservation(estimate_usd)
         period = periods(now)
         return Reservation(
             estimate_usd,

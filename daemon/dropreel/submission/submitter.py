@@ -81,7 +81,9 @@ class Submitter:
             for job_id in job_ids:
                 await self.stage.put(job_id)
 
-    async def submit(self, job_id: str) -> None:
+    async def submit(self, job_id: str, *, replay: bool = False) -> None:
+        """POST an accepted job (`replay`: again, with its key, after an answer that was lost:
+        what it made may exist and be billed, so the budget does not hold it)."""
         job = await self._store.job(job_id)
         if job is None or job.state is not JobState.ACCEPTED or job.request is None:
             return
@@ -98,7 +100,7 @@ class Submitter:
         # One stream before the first POST: its events must have somewhere to go.
         await tracker.health.first_attempt_done.wait()
         estimate = await self.budget.estimate(job.provider, tracker.connected.prices, job.request)
-        early = await self._send(job, job.request, tracker, image, estimate)
+        early = await self._send(job, job.request, tracker, image, estimate, replay=replay)
         for observed in early or []:
             await self._observe(observed)
 
@@ -109,6 +111,8 @@ class Submitter:
         tracker: Tracker,
         image: ImageInput | None = None,
         estimate: float | None = None,
+        *,
+        replay: bool = False,
     ) -> list[Observation] | None:
         """POST until the answer is recorded, the job refused or held by the budget, or its
         POST left to settle; events that came before the answer."""
@@ -118,13 +122,15 @@ class Submitter:
         retry_on = _RESENDABLE if provider.capabilities.idempotency_keys else _NOT_CREATED
         attempt = 0
         while True:
-            if await self._held_by_budget(job, estimate):
+            # Once a POST may have made something, sending it again (with its key) is a replay
+            # that learns what was made: holding it would strand a paid result.
+            if not replay and await self._held_by_budget(job, estimate):
                 return None
             # The request ceiling is waited out before the claim: a job marked as being
             # submitted must really be on the wire, or a crash would strand it as unsettled.
             if tracker.connected.wait_turn is not None:
                 await tracker.connected.wait_turn()
-            reservation = self.budget.reservation(estimate, time.time())
+            reservation = self.budget.reservation(estimate, time.time(), guarded=not replay)
             if not await self._store.claim_for_submission(job.job_id, reservation):
                 if reservation.guarded and await self._held_by_budget(job, estimate, raced=True):
                     return None
@@ -142,6 +148,7 @@ class Submitter:
                 await self.refuse(job, f"refused by the provider: {exc.message}")
                 return None
             except retry_on as exc:
+                replay = replay or not isinstance(exc, _NOT_CREATED)
                 if not await self._wait_to_retry(job, exc, attempt):
                     return None
                 attempt += 1
@@ -273,7 +280,7 @@ class Submitter:
                     "resending a POST whose answer was lost, with its key", job_id=job.job_id
                 )
                 await self._store.set_job_state(job.job_id, JobState.ACCEPTED)
-                await self.submit(job.job_id)
+                await self.submit(job.job_id, replay=True)
         async with self._settling:
             await self._settle(
                 [j for j in jobs if j.provider in self._trackers and not self._resendable(j)],

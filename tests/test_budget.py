@@ -99,10 +99,19 @@ async def test_a_version_4_database_gains_the_reservation(tmp_path: Path) -> Non
     path = tmp_path / "db.sqlite3"
     async with Store.open(path) as store:
         await accepted(store, "old")
-    with sqlite3.connect(path) as raw:
-        raw.execute("DROP INDEX generations_enqueued")
-        raw.execute("ALTER TABLE jobs DROP COLUMN reserved_usd")
-        raw.execute("PRAGMA user_version = 4")
+    with closing(sqlite3.connect(path)) as raw:
+        # Back to version 4's shape: without what versions 5 (and 6) added.
+        for statement in (
+            "DROP INDEX generations_enqueued",
+            "ALTER TABLE jobs DROP COLUMN reserved_usd",
+            "DROP INDEX generations_webhook_due",
+            "ALTER TABLE generations DROP COLUMN webhook_state",
+            "ALTER TABLE generations DROP COLUMN webhook_attempts",
+            "ALTER TABLE generations DROP COLUMN webhook_error",
+            "PRAGMA user_version = 4",
+        ):
+            raw.execute(statement)
+        raw.commit()
     async with Store.open(path) as store:
         assert await store.claim_for_submission("old", capped(1.0))
         job = await store.job("old")

@@ -14,10 +14,12 @@ import anyio
 import structlog
 from pydantic import SecretStr
 
-from dropreel.config import Settings
+from dropreel.config import Settings, read_webhook_key
 from dropreel.delivery.completion import Completion
 from dropreel.errors import ConfigError, DropreelError
 from dropreel.fs.moves import finish_failed_moves, settle_move, sweep_move_temps
+from dropreel.hooks.webhook_send import WebhookSender
+from dropreel.hooks.webhooks import Webhooks
 from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.intake.jobs import Routes
 from dropreel.lifecycle import (
@@ -39,7 +41,7 @@ from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
 from dropreel.providers.registry import Connected
 from dropreel.spend.budget import periods
-from dropreel.stage import Drain
+from dropreel.stage import Drain, Stage
 from dropreel.state.records import Finish, JobRow
 from dropreel.state.store import Store
 from dropreel.submission.submitter import Submitter
@@ -50,6 +52,18 @@ from dropreel.tracking.tracker import Tracker
 from dropreel.validation.checker import RequestChecker
 
 log = structlog.get_logger("dropreel.service")
+
+
+def webhooks_for(
+    settings: Settings, store: Store, counters: Counters, drain: Drain
+) -> Webhooks | None:
+    """The webhook stage, if hooks.on_complete_url is set (its secret read now)."""
+    key = read_webhook_key(settings)
+    url = settings.hooks.on_complete_url
+    if key is None or url is None:
+        return None
+    sender = WebhookSender(str(url), key, timeout_s=settings.hooks.timeout_s)
+    return Webhooks(settings.hooks, store, sender, counters, drain=drain)
 
 
 _UNFINISHED_JOB_STATES = (
@@ -104,6 +118,7 @@ class Daemon:
         self.ready = anyio.Event()
         self.drain = Drain()
         self.metrics = Metrics(self.counters, self._live_figures)
+        self.webhooks = webhooks_for(settings, store, self.counters, self.drain)
         self.submitter = Submitter(
             settings, store, self.trackers, self.matcher, self.counters, self.observe, self.drain
         )
@@ -116,8 +131,15 @@ class Daemon:
             api_keys=api_keys,
             metrics=self.metrics,
             drain=self.drain,
+            webhooks=self.webhooks,
         )
-        self.stages = (self.submitter.stage, self.completion.deliveries, self.completion.hooks)
+        self.stages: tuple[Stage, ...] = (
+            self.submitter.stage,
+            self.completion.deliveries,
+            self.completion.hooks,
+        )
+        if self.webhooks is not None:
+            self.stages += (self.webhooks.stage,)
         self.inbox = Inbox(
             InboxFolders(
                 inbox=settings.inbox_dir,
@@ -193,6 +215,8 @@ class Daemon:
         finally:
             self.metrics.close()
             self.finishes.close()
+            if self.webhooks is not None:
+                await self.webhooks.aclose()
             for stage in self.stages:
                 stage.close()
         log.info(
@@ -319,6 +343,8 @@ class Daemon:
             # `dropreel hooks rerun` made hooks that gave up due again.
             for generation_id in await self.store.take_hook_reruns():
                 await self.completion.hooks.put(generation_id)
+                if self.webhooks is not None:
+                    await self.webhooks.stage.put(generation_id)
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
@@ -416,6 +442,8 @@ class Daemon:
         jobs, phases = await self.store.counts()
         if any(jobs.get(state, 0) for state in _UNFINISHED_JOB_STATES):
             return False
+        if self.webhooks is not None and await self.store.webhooks_due():
+            return False
         return not any(
             phases.get(phase, 0) for phase in (Phase.WAITING, Phase.DOWNLOADING, Phase.HOOKING)
         )
@@ -446,6 +474,9 @@ class Daemon:
         await self.store.take_hook_reruns()
         for generation in await self.store.generations_in(Phase.HOOKING):
             await self.completion.hooks.put(generation.generation_id)
+        if self.webhooks is not None:
+            for generation_id in await self.store.webhooks_due():
+                await self.webhooks.stage.put(generation_id)
         for job_id in await self.store.jobs_ready_to_complete():
             await self.completion.complete_if_done(job_id)
 

@@ -28,6 +28,7 @@ from dropreel.config import (
     key_sources,
     load_settings,
     read_api_keys,
+    read_webhook_key,
 )
 from dropreel.errors import CommandError, ConfigError, CopyRefused, StateError
 from dropreel.fs.layout import overlap_problem
@@ -286,6 +287,8 @@ def check_hook(settings: Settings) -> None:
         problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
         if problem is not None:
             raise ConfigError("hooks.on_complete", problem)
+    # Webhooks (issue 12): a secret that cannot be used stops start-up, never quoted.
+    read_webhook_key(settings)
 
 
 def _run(settings: Settings, *, until_idle: bool) -> int:

@@ -50,6 +50,8 @@ class _DaemonCollector(Collector):
             ("download_bytes", "bytes of results downloaded", c.download_bytes),
             ("hooks_run", "hook processes started", c.hooks_run),
             ("hook_failures", "hook runs that failed or timed out", c.hook_failures),
+            ("webhooks_sent", "webhook attempts made", c.webhooks_sent),
+            ("webhook_failures", "webhook attempts not answered 2xx", c.webhook_failures),
         ):
             yield CounterMetricFamily(f"dropreel_{name}", help_text, value=value)
         yield GaugeMetricFamily(

@@ -82,10 +82,19 @@ def _sent(job: JobRow, generations: Sequence[GenerationRow]) -> JobStanding:
     gave_up = [g for g in generations if g.phase is Phase.DONE and g.hook_error]
     if gave_up:
         return JobStanding(Standing.HOOK_GAVE_UP, _hooks_given_up(gave_up, len(generations)))
+    webhook_gave_up = [g for g in generations if g.webhook_state == "gave_up"]
+    if webhook_gave_up:
+        return JobStanding(
+            Standing.HOOK_GAVE_UP, _webhooks_given_up(webhook_gave_up, len(generations))
+        )
     waiting = [g for g in generations if g.phase is Phase.WAITING]
     if waiting or not generations:
         return JobStanding(Standing.WAITING, _at_provider(job, generations, waiting))
-    if job.state is not JobState.COMPLETED or any(g.phase is not Phase.DONE for g in generations):
+    if (
+        job.state is not JobState.COMPLETED
+        or any(g.phase is not Phase.DONE for g in generations)
+        or any(g.webhook_state == "due" for g in generations)
+    ):
         return JobStanding(Standing.DELIVERING, _delivering(generations))
     return _outcome(generations)
 
@@ -93,8 +102,17 @@ def _sent(job: JobRow, generations: Sequence[GenerationRow]) -> JobStanding:
 def _hooks_given_up(gave_up: Sequence[GenerationRow], total: int) -> str:
     first = gave_up[0]
     which = f" on {len(gave_up)} of {total}" if total > 1 else ""
-    tries = "1 try" if first.hook_attempts == 1 else f"{first.hook_attempts} tries"
-    return f"hook gave up{which} after {tries}: {first.hook_error}"
+    return f"hook gave up{which} after {_tries(first.hook_attempts)}: {first.hook_error}"
+
+
+def _webhooks_given_up(gave_up: Sequence[GenerationRow], total: int) -> str:
+    first = gave_up[0]
+    which = f" on {len(gave_up)} of {total}" if total > 1 else ""
+    return f"webhook gave up{which} after {_tries(first.webhook_attempts)}: {first.webhook_error}"
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
 
 
 def _at_provider(
@@ -124,6 +142,14 @@ def _delivering(generations: Sequence[GenerationRow]) -> str:
         parts.append(f"hook failed {_times(g.hook_attempts)}, will try again: {g.hook_error}")
     elif any(g.phase is Phase.HOOKING for g in generations):
         parts.append("running its hook")
+    webhooks = [g for g in generations if g.webhook_state == "due"]
+    if webhooks and webhooks[0].webhook_error:
+        g = webhooks[0]
+        parts.append(
+            f"webhook failed {_times(g.webhook_attempts)}, will try again: {g.webhook_error}"
+        )
+    elif webhooks:
+        parts.append("sending its webhook")
     return _so_far(generations, len(generations)) + ("; ".join(parts) or "writing its manifest")
 
 

@@ -11,7 +11,7 @@ import aiosqlite
 
 from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE jobs (
@@ -58,8 +58,12 @@ CREATE TABLE generations (
     progress      INTEGER,
     cost_usd      REAL,
     cost_is_estimate INTEGER NOT NULL DEFAULT 0,
+    webhook_state TEXT,
+    webhook_attempts INTEGER NOT NULL DEFAULT 0,
+    webhook_error TEXT,
     UNIQUE (job_id, idx)
 );
+CREATE INDEX generations_webhook_due ON generations (webhook_state) WHERE webhook_state = 'due';
 CREATE INDEX generations_phase ON generations (phase);
 CREATE INDEX generations_enqueued ON generations (enqueued_at);
 CREATE TABLE history (
@@ -101,6 +105,14 @@ MIGRATIONS = (
     (
         "ALTER TABLE jobs ADD COLUMN reserved_usd REAL",
         "CREATE INDEX generations_enqueued ON generations (enqueued_at)",
+    ),
+    # 6: the webhook of each generation: due, ok or gave_up (NULL: none was configured).
+    (
+        "ALTER TABLE generations ADD COLUMN webhook_state TEXT",
+        "ALTER TABLE generations ADD COLUMN webhook_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE generations ADD COLUMN webhook_error TEXT",
+        "CREATE INDEX generations_webhook_due ON generations (webhook_state)"
+        " WHERE webhook_state = 'due'",
     ),
 )
 
@@ -162,6 +174,10 @@ class GenerationRow:
     progress: int | None = None
     cost_usd: float | None = None
     cost_is_estimate: bool = False
+    # The webhook: None (none configured when it finished), "due", "ok" or "gave_up".
+    webhook_state: str | None = None
+    webhook_attempts: int = 0
+    webhook_error: str | None = None
 
 
 def job_from(row: aiosqlite.Row) -> JobRow:
@@ -211,6 +227,9 @@ def generation_from(row: aiosqlite.Row) -> GenerationRow:
         progress=row["progress"],
         cost_usd=row["cost_usd"],
         cost_is_estimate=bool(row["cost_is_estimate"]),
+        webhook_state=row["webhook_state"],
+        webhook_attempts=row["webhook_attempts"],
+        webhook_error=row["webhook_error"],
     )
 
 

@@ -735,6 +735,36 @@ class Store:
                 generation.generation_id,
             )
 
+    async def want_webhook(self, generation_id: str) -> None:
+        """The generation's webhook is due (once: a rerun or a restart does not make it so
+        again)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET webhook_state = 'due'"
+                " WHERE generation_id = ? AND webhook_state IS NULL",
+                (generation_id,),
+            )
+
+    async def record_webhook_attempt(
+        self, generation: GenerationRow, *, error: str | None, give_up: bool, detail: str
+    ) -> None:
+        """One attempt at the webhook; the story keeps how it ended, as for a command hook."""
+        state = "ok" if error is None else ("gave_up" if give_up else "due")
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET webhook_attempts = webhook_attempts + 1,"
+                " webhook_error = ?, webhook_state = ? WHERE generation_id = ?",
+                (stored_text(error), state, generation.generation_id),
+            )
+            what = {"ok": "hook ok", "gave_up": "hook gave up", "due": "hook failed"}[state]
+            await self._log(db, generation.job_id, what, detail, generation.generation_id)
+
+    async def webhooks_due(self) -> list[str]:
+        rows = await self._fetch_all(
+            "SELECT generation_id FROM generations WHERE webhook_state = 'due'"
+        )
+        return [r[0] for r in rows]
+
     async def mark_hook_skipped(self, generation: GenerationRow, *, durable: bool = True) -> None:
         async with self._transaction(durable=durable) as db:
             await db.execute(
@@ -826,7 +856,12 @@ class Store:
                     " AND hook_error IS NOT NULL",
                     (Phase.HOOKING, generation_id, Phase.DONE),
                 )
-                if cursor.rowcount != 1:
+                webhook = await db.execute(
+                    "UPDATE generations SET webhook_state = 'due' WHERE generation_id = ?"
+                    " AND webhook_state = 'gave_up'",
+                    (generation_id,),
+                )
+                if cursor.rowcount != 1 and webhook.rowcount != 1:
                     continue
                 wanted.append(generation_id)
                 if by_daemon:

@@ -147,7 +147,7 @@ async def test_a_webhook_that_gives_up_is_shown_and_run_again(
     assert generation_row(settings)["webhook_state"] == "ok"
 
 
-def test_a_webhook_needs_a_usable_secret(tmp_path: Path, simulator: Simulator) -> None:
+async def test_a_webhook_needs_a_usable_secret(tmp_path: Path, simulator: Simulator) -> None:
     with receiving() as receiver:
         settings = webhook_settings(tmp_path, simulator, receiver)
     secret_file = settings.webhook_secret_path
@@ -160,6 +160,21 @@ def test_a_webhook_needs_a_usable_secret(tmp_path: Path, simulator: Simulator) -
         f"config error: hooks.webhook_secret_file: the secret in {secret_file} is not "
         '"whsec_" followed by base64'
     )
+    healthy, lines = await admin.check_config(settings)
+    assert not healthy
+    assert (
+        f'FAIL  hooks.webhook_secret_file: the secret in {secret_file} is not "whsec_" '
+        "followed by base64"
+    ) in lines
+    config = write_config(
+        tmp_path,
+        simulator,
+        hooks={"on_complete_url": "https://a.test/r", "webhook_secret_file": str(secret_file)},
+    )
+    started = dropreel("run", "--config", str(config))
+    assert started.returncode == 2
+    assert started.stderr.splitlines() == [f"dropreel: {refused.value}"]
+    assert "c2VjcmV0" not in started.stderr + started.stdout
     config = write_config(tmp_path, simulator, hooks={"on_complete_url": "https://a.test/r"})
     with pytest.raises(ConfigError, match="on_complete_url needs webhook_secret_file"):
         load_settings(config, environ={})

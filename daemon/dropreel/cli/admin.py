@@ -12,12 +12,13 @@ from pathlib import Path
 import anyio
 from pydantic import SecretStr
 
-from dropreel.config import Settings, read_api_key
+from dropreel.config import Settings, read_api_key, read_webhook_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
 from dropreel.fs.layout import overlap_problem
 from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, same_content, stage_copy
 from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
+from dropreel.hooks.webhook_send import shown
 from dropreel.intake.batches import batch_of
 from dropreel.lifecycle import JobState, Phase
 from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, start_of_day
@@ -268,9 +269,8 @@ async def check_config(settings: Settings) -> tuple[bool, list[str]]:
         verdict(False, ": ".join(overlapping))
     for key, folder in settings.folders().items():
         verdict(*_folder_verdict(key, folder))
-    if settings.hook_argv:
-        problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
-        verdict(problem is None, f"hooks.on_complete: {problem or settings.hook_argv[0]}")
+    for ok, what in _hook_verdicts(settings):
+        verdict(ok, what)
     for name in settings.providers:
         label = f" ({name})" if several else ""
         if name not in keys:
@@ -307,6 +307,27 @@ async def _provider_verdicts(
     except (DropreelError, TimeoutError) as exc:
         found.append((False, f"event stream: {stream}: {exc or type(exc).__name__}"))
     return found
+
+
+def _hook_verdicts(settings: Settings) -> list[tuple[bool, str]]:
+    """Whether the hook's program can be run, and the webhook's secret can sign."""
+    found = []
+    if settings.hook_argv:
+        problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
+        found.append((problem is None, f"hooks.on_complete: {problem or settings.hook_argv[0]}"))
+    if settings.hooks.on_complete_url is not None:
+        found.append(_webhook_verdict(settings))
+    return found
+
+
+def _webhook_verdict(settings: Settings) -> tuple[bool, str]:
+    """Whether the webhook's secret can sign (the receiver is not called: that would deliver)."""
+    try:
+        read_webhook_key(settings)
+    except ConfigError as exc:
+        return False, f"{exc.key}: {exc.problem}"
+    url = shown(str(settings.hooks.on_complete_url))
+    return True, f"hooks.on_complete_url: {url}, signed with {settings.webhook_secret_path}"
 
 
 def _folder_verdict(key: str, folder: Path) -> tuple[bool, str]:

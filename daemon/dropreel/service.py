@@ -44,6 +44,7 @@ from dropreel.spend.budget import periods
 from dropreel.stage import Drain, Stage
 from dropreel.state.records import Finish, JobRow
 from dropreel.state.store import Store
+from dropreel.submission.holdup import Holdup, read_holdup
 from dropreel.submission.submitter import Submitter
 from dropreel.tracking.matching import Matcher
 from dropreel.tracking.onscreen import ProgressAsks
@@ -432,7 +433,8 @@ class Daemon:
         stop.set()
 
     async def is_idle(self) -> bool:
-        """Nothing in the inbox, no job unfinished, no generation waiting for anything."""
+        """Nothing in the inbox, no job unfinished (but those the budget holds: they wait for
+        a period or a cap to change), no generation waiting for anything."""
         try:
             names = await anyio.to_thread.run_sync(self.inbox.waiting_names)
         except OSError:
@@ -441,12 +443,20 @@ class Daemon:
             return False
         jobs, phases = await self.store.counts()
         if any(jobs.get(state, 0) for state in _UNFINISHED_JOB_STATES):
-            return False
+            unsent = [s for s in _UNFINISHED_JOB_STATES if jobs.get(s, 0)]
+            if unsent != [JobState.ACCEPTED] or not await self._all_held_by_budget():
+                return False
         if self.webhooks is not None and await self.store.webhooks_due():
             return False
         return not any(
             phases.get(phase, 0) for phase in (Phase.WAITING, Phase.DOWNLOADING, Phase.HOOKING)
         )
+
+    async def _all_held_by_budget(self) -> bool:
+        # Read after the counts: none left means one was just claimed, not that all are held.
+        waiting = await self.store.jobs([JobState.ACCEPTED])
+        held = [j for j in waiting if (read_holdup(j.error) or (None,))[0] is Holdup.BUDGET]
+        return bool(waiting) and len(held) == len(waiting)
 
     # ---- recovery ---------------------------------------------------------------------
 

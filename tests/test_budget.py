@@ -173,7 +173,8 @@ def job_error(database: Path, stem: str) -> str | None:
 async def test_a_job_of_unknown_price(
     tmp_path: Path, simulator: Simulator, unknown_price: str
 ) -> None:
-    simulator.options.pricing = {"*": None}
+    sora = simulator.models["openai-sora-2-pro"]
+    simulator.models["openai-sora-2-pro"] = {k: v for k, v in sora.items() if k != "pricing"}
     settings = settings_for(
         tmp_path, simulator, budget={"daily_usd": 2.0, "unknown_price": unknown_price}
     )
@@ -254,7 +255,9 @@ async def test_a_price_that_cannot_be_had_leaves_the_job_of_unknown_cost(
     for name in ("one", "two"):
         manifest = json.loads((tmp_path / "outbox" / f"{name}.result.json").read_text())
         assert manifest["cost_usd"] is None
-    [warning] = [e for e in logs if e["event"].startswith("cannot learn the model's price")]
+    [warning] = [
+        e for e in logs if e["event"].startswith("cannot learn the model's schema and price")
+    ]
     assert warning["model"] == "openai-sora-2-pro"
     assert "HTTP 500" in warning["error"]
 

@@ -11,7 +11,7 @@ import pytest
 
 from dropreel.errors import MalformedAnswer
 from dropreel.providers.base import Pricing
-from dropreel.providers.oxen.pricing import parse_pricing
+from dropreel.providers.oxen.model import parse_pricing
 from dropreel.spend.budget import Caps, Go, Hold, Used, decide, periods
 from dropreel.spend.estimate import each_usd, job_estimate_usd
 from dropreel.spend.report import SpendRow, spend_lines, spend_table

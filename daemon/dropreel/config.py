@@ -160,10 +160,11 @@ class JobSettings(_Section):
     # A paid result is retried until this long after the job was accepted, then the job
     # fails with the reason; a generation the provider never finishes is cancelled then.
     deadline_s: float = Field(86_400.0, gt=0)
-    # Each request is checked against its model's schema before it is paid for; a model's
-    # schema is asked of the provider again after this long.
+    # Each request is checked against its model's schema before it is paid for.
     check_schema: bool = True
-    schema_ttl_s: float = Field(3600.0, gt=0)
+    # A model's object (its schema and its price, one look-up for both) is asked of the
+    # provider again after this long.
+    model_ttl_s: float = Field(3600.0, gt=0)
 
 
 class PresetSettings(_Section):
@@ -209,8 +210,6 @@ class BudgetSettings(_Section):
     monthly_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     # A job whose price cannot be estimated goes ahead ("allow") or is held ("hold").
     unknown_price: Literal["allow", "hold"] = "allow"
-    # How long a model's price is kept before it is asked for again.
-    pricing_ttl_s: float = Field(3600.0, gt=0)
 
 
 class ServiceSettings(_Section):

@@ -39,6 +39,7 @@ from dropreel.ops.metrics import Metrics
 from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
+from dropreel.providers.catalogue import ModelCatalogue
 from dropreel.providers.registry import Connected
 from dropreel.spend.budget import periods
 from dropreel.stage import Drain, Stage
@@ -120,8 +121,17 @@ class Daemon:
         self.drain = Drain()
         self.metrics = Metrics(self.counters, self._live_figures)
         self.webhooks = webhooks_for(settings, store, self.counters, self.drain)
+        # One look-up per model, shared by the request check and the budget.
+        self.models = ModelCatalogue(self.providers, ttl_s=settings.jobs.model_ttl_s)
         self.submitter = Submitter(
-            settings, store, self.trackers, self.matcher, self.counters, self.observe, self.drain
+            settings,
+            store,
+            self.trackers,
+            self.matcher,
+            self.counters,
+            self.observe,
+            self.drain,
+            self.models,
         )
         self.completion = Completion(
             settings,
@@ -158,9 +168,7 @@ class Daemon:
             stable_s=settings.inbox.stable_s,
             asset_wait_s=settings.inbox.asset_wait_s,
             presets=settings.preset_folders(),
-            checker=RequestChecker(self.providers, ttl_s=settings.jobs.schema_ttl_s)
-            if settings.jobs.check_schema
-            else None,
+            checker=RequestChecker(self.models) if settings.jobs.check_schema else None,
         )
         self.notifier = notifier or Notifier(environ={})
         self.finishes = FinishRecorder(self.store.record_finished, self.completion.deliveries.put)

@@ -77,11 +77,20 @@ class Pricing:
     default_seconds: float | None = None
 
 
-class PriceList(Protocol):
-    """A provider that publishes its models' prices."""
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What a provider publishes about a model, from one look-up: what its requests may carry
+    and what it costs (None where it publishes nothing)."""
 
-    async def pricing(self, model: str) -> Pricing | None:
-        """The model's price; None if the provider gives none for it. Raises on failure."""
+    schema: RequestSchema | None = None
+    pricing: Pricing | None = None
+
+
+class ModelSource(Protocol):
+    """Where a model's facts come from (the provider itself)."""
+
+    async def model_facts(self, model: str) -> ModelFacts:
+        """What the provider publishes about `model`. Raises if it cannot be asked."""
         ...
 
 
@@ -149,9 +158,10 @@ class Provider(Protocol):
         """What a POST whose answer was lost created (providers without idempotency keys)."""
         ...
 
-    async def request_schema(self, model: str) -> RequestSchema | None:
-        """What a request for `model` may carry (its whole POST body); None if the provider
-        publishes nothing for it. Raises if it cannot be asked."""
+    async def model_facts(self, model: str) -> ModelFacts:
+        """What a request for `model` may carry (its whole POST body) and what it costs, in
+        one look-up; empty facts if the provider publishes nothing. Raises if it cannot be
+        asked."""
         ...
 
     def open_download(

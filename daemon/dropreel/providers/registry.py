@@ -11,7 +11,7 @@ import httpx
 from pydantic import SecretStr
 
 from dropreel.config import ProviderSettings, Settings
-from dropreel.providers.base import EventFeed, PriceList, Provider
+from dropreel.providers.base import EventFeed, Provider
 from dropreel.providers.openai_videos.client import OpenAIVideosClient
 from dropreel.providers.oxen.client import OxenClient, rest_base
 from dropreel.providers.ratelimit import RequestGate
@@ -30,8 +30,6 @@ class Connected:
     poll_interval_s: float | None = None
     # The provider's own word on how often to look, where it gives one.
     poll_hint: Callable[[], float | None] = lambda: None
-    # Its models' prices, where it publishes them (Oxen); None otherwise.
-    prices: PriceList | None = None
 
 
 def _timeout(config: ProviderSettings) -> httpx.Timeout:
@@ -58,7 +56,7 @@ def connect(
         oxen = OxenClient(
             http, base_url=base, api_key=key, idle_timeout_s=idle_timeout_s, name=name
         )
-        return Connected(oxen, oxen, prices=oxen)
+        return Connected(oxen, oxen)
     videos = OpenAIVideosClient(
         http,
         name=name,
@@ -106,11 +104,6 @@ async def connected_providers(
             )
             provider = wrapper(made.provider) if wrapper else made.provider
             found[name] = Connected(
-                provider,
-                made.feed,
-                gate.wait_turn,
-                made.poll_interval_s,
-                made.poll_hint,
-                made.prices,
+                provider, made.feed, gate.wait_turn, made.poll_interval_s, made.poll_hint
             )
         yield found

@@ -1,28 +1,21 @@
-"""The budget at the door of submission: each job's estimate (its model's price, cached per
-model), the caps it must fit under, and the jobs held until a period rolls over or the caps
-change."""
+"""The budget at the door of submission: each job's estimate (its model's price, from the
+model catalogue the request check shares), the caps it must fit under, and the jobs held until
+a period rolls over or the caps change."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import structlog
 
 from dropreel.config import BudgetSettings
-from dropreel.errors import DropreelError
-from dropreel.providers.base import PriceList, Pricing
+from dropreel.providers.catalogue import ModelCatalogue
 from dropreel.spend.budget import Caps, Go, Hold, Used, decide, periods
 from dropreel.spend.estimate import job_estimate_usd
 from dropreel.state.spending import Reservation
 
-log = structlog.get_logger("dropreel.budget")
-
-# A price that could not be fetched is asked for again after this long (or the TTL if less).
-_RETRY_PRICE_S = 300.0
 # Held jobs are looked at again at least this often.
 _RECHECK_S = 60.0
 
@@ -31,69 +24,28 @@ def caps_of(settings: BudgetSettings) -> Caps:
     return Caps(settings.daily_usd, settings.monthly_usd, settings.unknown_price)
 
 
-@dataclass(frozen=True, slots=True)
-class _Cached:
-    pricing: Pricing | None
-    until: float
-
-
-class Prices:
-    """Each model's price, asked of its provider once per time-to-live."""
-
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self._cached: dict[tuple[str, str], _Cached] = {}
-        self._locks: dict[tuple[str, str], anyio.Lock] = {}
-
-    async def pricing(self, provider: str, prices: PriceList | None, model: str) -> Pricing | None:
-        """The model's price; None if its provider publishes none or cannot say now."""
-        if prices is None or not model:
-            return None
-        key = (provider, model)
-        lock = self._locks.setdefault(key, anyio.Lock())
-        async with lock:  # workers wanting the same price ask once
-            cached = self._cached.get(key)
-            if cached is not None and cached.until > time.monotonic():
-                return cached.pricing
-            keep_s = self.ttl_s
-            try:
-                found = await prices.pricing(model)
-            except DropreelError as exc:
-                log.warning(
-                    "cannot learn the model's price; its jobs count as of unknown price",
-                    provider=provider,
-                    model=model,
-                    error=str(exc) or type(exc).__name__,
-                )
-                found, keep_s = None, min(self.ttl_s, _RETRY_PRICE_S)
-            self._cached[key] = _Cached(found, time.monotonic() + keep_s)
-            return found
-
-
 class Budget:
     """The caps in force (replaced on a reload), and the jobs they hold."""
 
-    def __init__(self, settings: BudgetSettings) -> None:
+    def __init__(self, settings: BudgetSettings, models: ModelCatalogue) -> None:
         self.caps = caps_of(settings)
-        self.prices = Prices(settings.pricing_ttl_s)
+        self._models = models
         self._held: dict[str, None] = {}
         self._changed = anyio.Event()
 
     def reconfigure(self, settings: BudgetSettings) -> None:
         """New caps (a reload): every held job is looked at again."""
         self.caps = caps_of(settings)
-        self.prices.ttl_s = settings.pricing_ttl_s
         self._changed.set()
 
-    async def estimate(
-        self, provider: str, prices: PriceList | None, request: Mapping[str, Any]
-    ) -> float | None:
-        """The job's estimated cost in US dollars; None if it cannot be told."""
+    async def estimate(self, provider: str, request: Mapping[str, Any]) -> float | None:
+        """The job's estimated cost in US dollars; None if it cannot be told (its model's
+        price is unknown, or cannot be had now)."""
         model = request.get("model")
-        pricing = await self.prices.pricing(
-            provider, prices, model if isinstance(model, str) else ""
-        )
-        return job_estimate_usd(pricing, request)
+        if not isinstance(model, str) or not model:
+            return None
+        looked = await self._models.look(provider, model)
+        return job_estimate_usd(looked.facts.pricing, request)
 
     def reservation(
         self, estimate_usd: float | None, now: float, *, guarded: bool = True

@@ -28,6 +28,7 @@ from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
 from dropreel.ops.redact import redact
 from dropreel.providers.base import ImageInput, Provider, Recovery, RemoteGeneration, Unsettled
+from dropreel.providers.catalogue import ModelCatalogue
 from dropreel.spend.budget import Go, Used, periods
 from dropreel.spend.estimate import each_usd
 from dropreel.spend.gate import Budget
@@ -61,6 +62,7 @@ class Submitter:
         counters: Counters,
         observe: Callable[[Observation], Awaitable[None]],
         drain: Drain,
+        models: ModelCatalogue,
     ) -> None:
         self._settings = settings
         # Its own queue of accepted jobs and its own workers.
@@ -72,7 +74,7 @@ class Submitter:
         self._observe = observe
         # Settlements adopt generations from one listing: two at once could adopt the same.
         self._settling = anyio.Lock()
-        self.budget = Budget(settings.budget)
+        self.budget = Budget(settings.budget, models)
 
     async def release_held(self) -> None:
         """Send the jobs the budget held to the stage again when it may let them go."""
@@ -99,7 +101,7 @@ class Submitter:
             image = read
         # One stream before the first POST: its events must have somewhere to go.
         await tracker.health.first_attempt_done.wait()
-        estimate = await self.budget.estimate(job.provider, tracker.connected.prices, job.request)
+        estimate = await self.budget.estimate(job.provider, job.request)
         early = await self._send(job, job.request, tracker, image, estimate, replay=replay)
         for observed in early or []:
             await self._observe(observed)

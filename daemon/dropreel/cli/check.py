@@ -110,7 +110,8 @@ async def check_files(
     lines: list[str] = []
     good = True
     async with _schema_sources(settings, os.environ if environ is None else environ) as sources:
-        checker = RequestChecker(ModelCatalogue(sources, ttl_s=settings.jobs.model_ttl_s))
+        models = ModelCatalogue(sources, ttl_s=settings.jobs.model_ttl_s, log_failures=False)
+        checker = RequestChecker(models)
         for path in files:
             for where, request in requests_in(path, routes, preset_for(settings, path, preset)):
                 if isinstance(request, str):

@@ -44,8 +44,12 @@ class ModelCatalogue:
         ttl_s: float,
         retry_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        log_failures: bool = True,
     ) -> None:
         self._sources = sources
+        # The daemon says once why a model's jobs go unchecked and unpriced; `dropreel check`
+        # says it on each file's line instead.
+        self._log_failures = log_failures
         self._ttl_s = ttl_s
         self._retry_s = min(retry_s, ttl_s)
         self._clock = clock
@@ -73,13 +77,14 @@ class ModelCatalogue:
             facts = await self._sources[provider].model_facts(model)
         except DropreelError as exc:
             error = str(exc) or type(exc).__name__
-            log.warning(
-                "cannot learn the model's schema and price; its jobs go unchecked and count as"
-                " of unknown price until it is asked again",
-                provider=provider,
-                model=model,
-                error=error,
-                retry_s=self._retry_s,
-            )
+            if self._log_failures:
+                log.warning(
+                    "cannot learn the model's schema and price; its jobs go unchecked and count"
+                    " as of unknown price until it is asked again",
+                    provider=provider,
+                    model=model,
+                    error=error,
+                    retry_s=self._retry_s,
+                )
             return _Kept(self._clock() + self._retry_s, Looked(NOTHING, error))
         return _Kept(self._clock() + self._ttl_s, Looked(facts))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -24,21 +22,15 @@ from dropreel.ops.standing import Standing
 from dropreel.state.records import GenerationRow, JobRow
 
 from .rows import job_row
+from .zones import in_zone
 
 NOW = 1_764_000_000.0  # 2025-11-24T16:00:00Z
 
 
 @pytest.fixture
 def in_paris() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "Europe/Paris"
-    time.tzset()
-    yield
-    if before is None:
-        del os.environ["TZ"]
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+    with in_zone("Europe/Paris"):
+        yield
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,7 @@ def test_bash_completes_commands_and_their_choices(tmp_path: Path) -> None:
     program = tmp_path / "dropreel"
     program.write_text(f'#!/bin/sh\nexec {sys.executable} -m dropreel "$@"\n')
     program.chmod(0o755)
-    assert complete("dropreel s", tmp_path) == ["show", "simulate", "status", "submit"]
+    assert complete("dropreel s", tmp_path) == ["show", "simulate", "spend", "status", "submit"]
     assert complete("dropreel ins", tmp_path) == ["install-unit"]
     assert "fish" in complete("dropreel completion ", tmp_path)
     assert complete("dropreel run --unt", tmp_path) == ["--until-idle"]

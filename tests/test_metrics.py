@@ -39,9 +39,12 @@ async def test_the_metrics_endpoint_is_scraped_while_the_daemon_runs(
         metrics={"port": port},
         service={"heartbeat_s": 0.05},
         hooks={"on_complete": [sys.executable, "-c", "pass"]},
+        budget={"daily_usd": 50},
     )
     (tmp_path / "inbox").mkdir()
-    (tmp_path / "inbox" / "a.json").write_text(json.dumps({"prompt": "p", "num_generations": 2}))
+    # Two of 4 s at $0.30/s (the simulator's price) are estimated at $2.40; b's is unknown.
+    a = {"prompt": "p", "num_generations": 2, "seconds": "4"}
+    (tmp_path / "inbox" / "a.json").write_text(json.dumps(a))
     (tmp_path / "inbox" / "b.txt").write_text("p")
     stop = anyio.Event()
     scraped: dict[str, float] = {}
@@ -76,6 +79,10 @@ async def test_the_metrics_endpoint_is_scraped_while_the_daemon_runs(
     assert scraped["dropreel_job_duration_seconds_count"] == 2
     assert scraped["dropreel_hook_failures_total"] == 0
     assert scraped["dropreel_waiting_generations"] == 0
+    assert scraped["dropreel_spend_usd{period=today}"] == 2.4
+    assert scraped["dropreel_spend_usd{period=month}"] == 2.4
+    assert scraped["dropreel_budget_cap_usd{period=today}"] == 50
+    assert scraped["dropreel_budget_held_jobs"] == 0
     with socket.socket() as probe:
         probe.settimeout(2)
         assert probe.connect_ex(("127.0.0.1", port)) != 0, "the endpoint closes with the daemon"

@@ -9,10 +9,16 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from dropreel.config import BudgetSettings
 from dropreel.errors import NotSent
 from dropreel.lifecycle import JobState
+from dropreel.providers.base import ModelFacts, Pricing
+from dropreel.providers.catalogue import ModelCatalogue
+from dropreel.providers.oxen.model import model_facts
+from dropreel.spend.gate import Budget
 from dropreel.validation.checker import RequestChecker
 from dropreel.validation.schema import FieldRule, RequestSchema
+from dropreel_simulator.models import SORA_2_PRO
 from dropreel_simulator.oxen import Simulator
 from tests.daemon_harness import (
     db_rows,
@@ -34,11 +40,13 @@ class Catalogue:
         self.asked: list[str] = []
         self.down = False
 
-    async def request_schema(self, model: str) -> RequestSchema | None:
+    async def model_facts(self, model: str) -> ModelFacts:
         self.asked.append(model)
         if self.down:
             raise NotSent("GET /models/m", "connection refused")
-        return SCHEMA if model == "m" else None
+        if model != "m":
+            return ModelFacts()
+        return ModelFacts(SCHEMA, Pricing(0.25))
 
 
 class Clock:
@@ -51,7 +59,7 @@ class Clock:
 
 async def test_a_schema_is_fetched_once_per_model_until_its_time_to_live_runs_out() -> None:
     source, clock = Catalogue(), Clock()
-    checker = RequestChecker({"oxen": source}, ttl_s=100, clock=clock)
+    checker = RequestChecker(ModelCatalogue({"oxen": source}, ttl_s=100, clock=clock))
     for _ in range(3):
         assert (await checker.check("oxen", {"model": "m", "prompt": "p"})).problems == ()
     assert (await checker.check("oxen", {"model": "m", "promt": "p"})).problems != ()
@@ -64,7 +72,7 @@ async def test_a_schema_is_fetched_once_per_model_until_its_time_to_live_runs_ou
 async def test_an_unfetchable_schema_lets_the_job_go_unchecked_and_is_asked_again_soon() -> None:
     source, clock = Catalogue(), Clock()
     source.down = True
-    checker = RequestChecker({"oxen": source}, ttl_s=3600, retry_s=60, clock=clock)
+    checker = RequestChecker(ModelCatalogue({"oxen": source}, ttl_s=3600, retry_s=60, clock=clock))
     verdict = await checker.check("oxen", {"model": "m", "promt": "p"})
     assert verdict.problems == ()
     assert verdict.unchecked is not None and "could not be fetched" in verdict.unchecked
@@ -77,7 +85,7 @@ async def test_an_unfetchable_schema_lets_the_job_go_unchecked_and_is_asked_agai
 
 
 async def test_a_model_without_a_schema_is_not_checked() -> None:
-    checker = RequestChecker({"oxen": Catalogue()}, ttl_s=100)
+    checker = RequestChecker(ModelCatalogue({"oxen": Catalogue()}, ttl_s=100))
     verdict = await checker.check("oxen", {"model": "other", "anything": 1})
     assert verdict == verdict.__class__(unchecked="oxen publishes no request schema for other")
 
@@ -125,7 +133,8 @@ async def test_checking_can_be_turned_off(tmp_path: Path, simulator: Simulator) 
     settings = settings_for(tmp_path, simulator, jobs={"check_schema": False})
     drop_job(tmp_path / "inbox", "typo.json", json.dumps({"prompt": "p", "num_generation": 2}))
     await run_daemon(settings)
-    assert simulator.count("enqueue") == 1 and simulator.count("model") == 0
+    assert simulator.count("enqueue") == 1
+    assert simulator.count("model") == 1, "the model is still looked up once, for its price"
 
 
 def job_file(folder: Path, name: str, body: dict[str, object]) -> Path:
@@ -168,3 +177,19 @@ def test_check_without_a_key_says_the_file_was_not_checked(
     assert checked.returncode == 0
     assert checked.stdout.startswith(f"{typo}: ok, but not checked: the schema of")
     assert "OXEN_API_KEY is not set" in checked.stdout
+
+
+async def test_the_check_and_the_budget_share_one_look_up_per_model() -> None:
+    source = Catalogue()
+    models = ModelCatalogue({"oxen": source}, ttl_s=100)
+    checker = RequestChecker(models)
+    budget = Budget(BudgetSettings(), models)
+    assert (await checker.check("oxen", {"model": "m", "prompt": "p"})).problems == ()
+    assert await budget.estimate("oxen", {"model": "m", "seconds": "4"}) == 1.0
+    assert source.asked == ["m"], "one look-up gives the schema and the price"
+
+
+def test_the_simulators_model_object_gives_both_schema_and_price() -> None:
+    facts = model_facts("openai-sora-2-pro", SORA_2_PRO, "GET /api/ai/models/openai-sora-2-pro")
+    assert facts.pricing == Pricing(0.3, 0.5)
+    assert facts.schema is not None and {"prompt", "seconds", "model"} <= set(facts.schema.fields)

@@ -45,6 +45,13 @@ CASES: list[tuple[str, dict[str, Any], list[GenerationRow], Standing, str]] = [
         "1/1 delivered, $1.20",
     ),
     (
+        "every generation delivered, its cost estimated from the model's price",
+        {"state": JobState.COMPLETED},
+        [gen(1, S.SUCCEEDED, P.DONE, "/out/cat.mp4", cost_usd=2.4, cost_is_estimate=True)],
+        Standing.DELIVERED,
+        "1/1 delivered, $2.40 (estimate)",
+    ),
+    (
         "some delivered, one failed",
         {"state": JobState.COMPLETED},
         [DELIVERED, FAILED],
@@ -138,6 +145,18 @@ CASES: list[tuple[str, dict[str, Any], list[GenerationRow], Standing, str]] = [
         [],
         Standing.THROTTLED,
         "oxen is throttling, trying again: POST /api/ai/queue -> HTTP 429: slow",
+    ),
+    (
+        "held by the budget, with the figures",
+        {
+            "state": JobState.ACCEPTED,
+            "error": "budget: $1.20 spent or reserved today + $2.40 for this job would cross "
+            "the daily cap of $2.00; it goes ahead when the day rolls over or the cap is raised",
+        },
+        [],
+        Standing.HELD,
+        "budget: $1.20 spent or reserved today + $2.40 for this job would cross the daily cap "
+        "of $2.00; it goes ahead when the day rolls over or the cap is raised",
     ),
     (
         "accepted, not sent yet",

@@ -109,6 +109,10 @@ def test_no_jobs() -> None:
             Summary({Standing.DELIVERED: 1}, Spend(0.0, 1, estimated=False), None),
             "1 job: 1 delivered; spent today: unknown",
         ),
+        (
+            Summary({Standing.HELD: 1}, Spend(1.2, 0, estimated=True), None, daily_cap_usd=3.0),
+            "1 job: 1 held; spent today: $1.20 (partly estimated) of the $3.00 daily cap",
+        ),
     ],
 )
 def test_the_summary_counts_each_state_and_todays_spend(summary: Summary, line: str) -> None:

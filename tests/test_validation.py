@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from dropreel.providers.openai_videos.schema import documented_schema
-from dropreel.providers.oxen.client import model_schema
+from dropreel.providers.oxen.model import model_schema
 from dropreel.validation.problems import request_problems
 from dropreel.validation.schema import FieldRule, RequestSchema, from_json_schema
 from dropreel_simulator.models import SORA_2_PRO

@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -29,6 +30,7 @@ from pydantic_settings import (
 from pydantic_settings.sources.utils import parse_env_vars
 
 from dropreel.errors import ConfigError
+from dropreel.hooks.webhook import SECRET_PREFIX, parse_secret
 from dropreel.intake.presets import Preset, preset_problem
 from dropreel.ops.keyguard import KeySources, key_problem
 from dropreel.ops.redact import remember_secret
@@ -158,10 +160,11 @@ class JobSettings(_Section):
     # A paid result is retried until this long after the job was accepted, then the job
     # fails with the reason; a generation the provider never finishes is cancelled then.
     deadline_s: float = Field(86_400.0, gt=0)
-    # Each request is checked against its model's schema before it is paid for; a model's
-    # schema is asked of the provider again after this long.
+    # Each request is checked against its model's schema before it is paid for.
     check_schema: bool = True
-    schema_ttl_s: float = Field(3600.0, gt=0)
+    # A model's object (its schema and its price, one look-up for both) is asked of the
+    # provider again after this long.
+    model_ttl_s: float = Field(3600.0, gt=0)
 
 
 class PresetSettings(_Section):
@@ -174,10 +177,39 @@ class PresetSettings(_Section):
 
 class HookSettings(_Section):
     on_complete: tuple[str, ...] = ()
+    # A webhook beside (or instead of) the command: each terminal generation is POSTed here,
+    # signed per Standard Webhooks with the `whsec_` secret in webhook_secret_file.
+    on_complete_url: HttpUrl | None = None
+    webhook_secret_file: Path | None = None
     timeout_s: float = Field(60.0, gt=0)
     max_attempts: int = Field(5, ge=1)
     retry_initial_s: float = Field(2.0, gt=0)
     concurrency: int = Field(4, ge=1, le=64)
+
+    @field_validator("on_complete_url", "webhook_secret_file", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> HookSettings:
+        if self.on_complete_url is not None and self.webhook_secret_file is None:
+            raise PydanticCustomError(
+                "webhook_unsigned",
+                "on_complete_url needs webhook_secret_file (a file holding whsec_ and a "
+                "base64 secret): webhooks are always signed",
+            )
+        return self
+
+
+class BudgetSettings(_Section):
+    """Caps on what jobs may cost; none is set by default. Reloaded on SIGHUP."""
+
+    # A job whose estimate would take the day's (the month's) spend past this is held.
+    daily_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    monthly_usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    # A job whose price cannot be estimated goes ahead ("allow") or is held ("hold").
+    unknown_price: Literal["allow", "hold"] = "allow"
 
 
 class ServiceSettings(_Section):
@@ -225,6 +257,7 @@ class Settings(BaseSettings):
     presets: dict[str, PresetSettings] = Field(default_factory=dict)
     delivery: DeliverySettings = DeliverySettings()
     hooks: HookSettings = HookSettings()
+    budget: BudgetSettings = BudgetSettings()
     service: ServiceSettings = ServiceSettings()
     metrics: MetricsSettings = MetricsSettings()
     log: LogSettings = LogSettings()
@@ -314,6 +347,12 @@ class Settings(BaseSettings):
         if not argv or "/" not in argv[0]:
             return argv
         return (str(self.resolve(Path(argv[0]))), *argv[1:])
+
+    @property
+    def webhook_secret_path(self) -> Path | None:
+        """hooks.webhook_secret_file, resolved like every other path."""
+        found = self.hooks.webhook_secret_file
+        return self.resolve(found) if found is not None else None
 
     def folders(self) -> dict[str, Path]:
         """The folders dropreel works in, by their config keys."""
@@ -510,6 +549,27 @@ def read_api_key(
             )
         where = (f"{prefix}.api_key_env", f"environment variable {variable}")
     return accepted_key(text, *where)
+
+
+def read_webhook_key(settings: Settings) -> bytes | None:
+    """The webhook signing key from hooks.webhook_secret_file (None without a webhook); a
+    problem is one line naming the file, never quoting what it holds."""
+    path = settings.webhook_secret_path
+    if settings.hooks.on_complete_url is None or path is None:
+        return None
+    try:
+        text = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        raise ConfigError("hooks.webhook_secret_file", f"cannot read {path}: {why}") from None
+    try:
+        key = parse_secret(text)
+    except ValueError as exc:
+        raise ConfigError("hooks.webhook_secret_file", f"the secret in {path} {exc}") from None
+    # Masked wherever dropreel writes, whole and without its prefix.
+    remember_secret(text)
+    remember_secret(text.removeprefix(SECRET_PREFIX))
+    return key
 
 
 def read_api_keys(

@@ -14,10 +14,12 @@ import anyio
 import structlog
 from pydantic import SecretStr
 
-from dropreel.config import Settings
+from dropreel.config import Settings, read_webhook_key
 from dropreel.delivery.completion import Completion
 from dropreel.errors import ConfigError, DropreelError
 from dropreel.fs.moves import finish_failed_moves, settle_move, sweep_move_temps
+from dropreel.hooks.webhook_send import WebhookSender
+from dropreel.hooks.webhooks import Webhooks
 from dropreel.intake.inbox import Inbox, InboxFolders
 from dropreel.intake.jobs import Routes
 from dropreel.lifecycle import (
@@ -37,10 +39,13 @@ from dropreel.ops.metrics import Metrics
 from dropreel.ops.notify import Notifier
 from dropreel.ops.report import service_status
 from dropreel.providers.base import Provider
+from dropreel.providers.catalogue import ModelCatalogue
 from dropreel.providers.registry import Connected
-from dropreel.stage import Drain
+from dropreel.spend.budget import periods
+from dropreel.stage import Drain, Stage
 from dropreel.state.records import Finish, JobRow
 from dropreel.state.store import Store
+from dropreel.submission.holdup import Holdup, read_holdup
 from dropreel.submission.submitter import Submitter
 from dropreel.tracking.matching import Matcher
 from dropreel.tracking.onscreen import ProgressAsks
@@ -49,6 +54,18 @@ from dropreel.tracking.tracker import Tracker
 from dropreel.validation.checker import RequestChecker
 
 log = structlog.get_logger("dropreel.service")
+
+
+def webhooks_for(
+    settings: Settings, store: Store, counters: Counters, drain: Drain
+) -> Webhooks | None:
+    """The webhook stage, if hooks.on_complete_url is set (its secret read now)."""
+    key = read_webhook_key(settings)
+    url = settings.hooks.on_complete_url
+    if key is None or url is None:
+        return None
+    sender = WebhookSender(str(url), key, timeout_s=settings.hooks.timeout_s)
+    return Webhooks(settings.hooks, store, sender, counters, drain=drain)
 
 
 _UNFINISHED_JOB_STATES = (
@@ -103,8 +120,18 @@ class Daemon:
         self.ready = anyio.Event()
         self.drain = Drain()
         self.metrics = Metrics(self.counters, self._live_figures)
+        self.webhooks = webhooks_for(settings, store, self.counters, self.drain)
+        # One look-up per model, shared by the request check and the budget.
+        self.models = ModelCatalogue(self.providers, ttl_s=settings.jobs.model_ttl_s)
         self.submitter = Submitter(
-            settings, store, self.trackers, self.matcher, self.counters, self.observe, self.drain
+            settings,
+            store,
+            self.trackers,
+            self.matcher,
+            self.counters,
+            self.observe,
+            self.drain,
+            self.models,
         )
         self.completion = Completion(
             settings,
@@ -115,8 +142,15 @@ class Daemon:
             api_keys=api_keys,
             metrics=self.metrics,
             drain=self.drain,
+            webhooks=self.webhooks,
         )
-        self.stages = (self.submitter.stage, self.completion.deliveries, self.completion.hooks)
+        self.stages: tuple[Stage, ...] = (
+            self.submitter.stage,
+            self.completion.deliveries,
+            self.completion.hooks,
+        )
+        if self.webhooks is not None:
+            self.stages += (self.webhooks.stage,)
         self.inbox = Inbox(
             InboxFolders(
                 inbox=settings.inbox_dir,
@@ -134,9 +168,7 @@ class Daemon:
             stable_s=settings.inbox.stable_s,
             asset_wait_s=settings.inbox.asset_wait_s,
             presets=settings.preset_folders(),
-            checker=RequestChecker(self.providers, ttl_s=settings.jobs.schema_ttl_s)
-            if settings.jobs.check_schema
-            else None,
+            checker=RequestChecker(self.models) if settings.jobs.check_schema else None,
         )
         self.notifier = notifier or Notifier(environ={})
         self.finishes = FinishRecorder(self.store.record_finished, self.completion.deliveries.put)
@@ -153,6 +185,14 @@ class Daemon:
         self._lost_posts: list[str] = []
 
     # ---- running ----------------------------------------------------------------------
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Apply a reloaded config's `[budget]` (at once: held jobs are looked at again); the
+        sections that changed but take effect only at the next start, by name."""
+        self.submitter.budget.reconfigure(settings.budget)
+        old, new = self.settings.model_dump(), settings.model_dump()
+        self.settings = self.settings.model_copy(update={"budget": settings.budget})
+        return sorted(k for k in new if k != "budget" and new[k] != old.get(k))
 
     async def run(self, stop: anyio.Event, *, until_idle: bool = False) -> Counters:
         """Run until `stop` is set (or, with until_idle, until nothing is left to do)."""
@@ -184,6 +224,8 @@ class Daemon:
         finally:
             self.metrics.close()
             self.finishes.close()
+            if self.webhooks is not None:
+                await self.webhooks.aclose()
             for stage in self.stages:
                 stage.close()
         log.info(
@@ -210,6 +252,7 @@ class Daemon:
                 first_attempts,
             )
             group.start_soon(self._enforce_deadlines)
+            group.start_soon(self.submitter.release_held)
             group.start_soon(self.finishes.run)
             group.start_soon(self.store.run_deferred_flusher)
             for stage in self.stages:
@@ -269,6 +312,8 @@ class Daemon:
         jobs, phases = await self.store.counts()
         self.metrics.snapshot.jobs_by_state = jobs
         self.metrics.snapshot.generations_by_phase = phases
+        if self.metrics.serving:
+            await self._money_figures()
         return service_status(
             stream_up=self._streams_up(),
             waiting=len(self.matcher.pending),
@@ -277,6 +322,18 @@ class Daemon:
             failed=jobs.get(JobState.FAILED, 0),
             needs_attention=jobs.get(JobState.NEEDS_ATTENTION, 0),
         )
+
+    async def _money_figures(self) -> None:
+        """Spend and the budget, for the metrics (a scan of today's and this month's rows:
+        read only when someone may scrape them)."""
+        period = periods(time.time())
+        today, month = await self.store.budget_used(period.day_start, period.month_start)
+        budget = self.submitter.budget
+        snapshot = self.metrics.snapshot
+        snapshot.spend_usd = {"today": today, "month": month}
+        caps = {"today": budget.caps.daily_usd, "month": budget.caps.monthly_usd}
+        snapshot.caps_usd = {k: v for k, v in caps.items() if v is not None}
+        snapshot.held_by_budget = budget.held
 
     async def _heartbeat(self) -> None:
         """Prove progress: a database round-trip from the event loop, then STATUS and WATCHDOG."""
@@ -295,6 +352,8 @@ class Daemon:
             # `dropreel hooks rerun` made hooks that gave up due again.
             for generation_id in await self.store.take_hook_reruns():
                 await self.completion.hooks.put(generation_id)
+                if self.webhooks is not None:
+                    await self.webhooks.stage.put(generation_id)
             if watchdog_s is not None:
                 self.notifier.watchdog()
             await anyio.sleep(interval)
@@ -382,7 +441,8 @@ class Daemon:
         stop.set()
 
     async def is_idle(self) -> bool:
-        """Nothing in the inbox, no job unfinished, no generation waiting for anything."""
+        """Nothing in the inbox, no job unfinished (but those the budget holds: they wait for
+        a period or a cap to change), no generation waiting for anything."""
         try:
             names = await anyio.to_thread.run_sync(self.inbox.waiting_names)
         except OSError:
@@ -391,10 +451,20 @@ class Daemon:
             return False
         jobs, phases = await self.store.counts()
         if any(jobs.get(state, 0) for state in _UNFINISHED_JOB_STATES):
+            unsent = [s for s in _UNFINISHED_JOB_STATES if jobs.get(s, 0)]
+            if unsent != [JobState.ACCEPTED] or not await self._all_held_by_budget():
+                return False
+        if self.webhooks is not None and await self.store.webhooks_due():
             return False
         return not any(
             phases.get(phase, 0) for phase in (Phase.WAITING, Phase.DOWNLOADING, Phase.HOOKING)
         )
+
+    async def _all_held_by_budget(self) -> bool:
+        # Read after the counts: none left means one was just claimed, not that all are held.
+        waiting = await self.store.jobs([JobState.ACCEPTED])
+        held = [j for j in waiting if (read_holdup(j.error) or (None,))[0] is Holdup.BUDGET]
+        return bool(waiting) and len(held) == len(waiting)
 
     # ---- recovery ---------------------------------------------------------------------
 
@@ -422,6 +492,9 @@ class Daemon:
         await self.store.take_hook_reruns()
         for generation in await self.store.generations_in(Phase.HOOKING):
             await self.completion.hooks.put(generation.generation_id)
+        if self.webhooks is not None:
+            for generation_id in await self.store.webhooks_due():
+                await self.webhooks.stage.put(generation_id)
         for job_id in await self.store.jobs_ready_to_complete():
             await self.completion.complete_if_done(job_id)
 

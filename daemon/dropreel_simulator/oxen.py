@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import gzip
 import hashlib
 import heapq
@@ -138,7 +139,7 @@ class Simulator:
     # When a POST that created generations was answered with a gateway error instead.
     ambiguous_answers: list[float] = field(default_factory=list)
     # The model objects served at /api/ai/models/{model}; tests may add or change some.
-    models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(CATALOGUE))
+    models: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(CATALOGUE))
 
     def __post_init__(self) -> None:
         self.videos = VideosDialect(self)

@@ -12,21 +12,24 @@ from pathlib import Path
 import anyio
 from pydantic import SecretStr
 
-from dropreel.config import Settings, read_api_key
+from dropreel.config import Settings, read_api_key, read_webhook_key
 from dropreel.errors import CommandError, ConfigError, DropreelError
 from dropreel.fs.layout import overlap_problem
 from dropreel.fs.moves import lexists, link_no_clobber, probe_folder, same_content, stage_copy
 from dropreel.fs.naming import first_free
 from dropreel.hooks.run import hook_problem
+from dropreel.hooks.webhook_send import shown
 from dropreel.intake.batches import batch_of
 from dropreel.lifecycle import JobState, Phase
-from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, spend, start_of_day
-from dropreel.ops.report import job_story, json_line
+from dropreel.ops.board import counts, jobs_to_show, parse_since, parse_states, start_of_day
+from dropreel.ops.board import spend as todays_spend
+from dropreel.ops.report import job_story, json_line, terminal_safe
 from dropreel.ops.shortid import resolve
 from dropreel.ops.standing import CANCELLED_BEFORE_SUBMISSION
 from dropreel.ops.status_view import Summary, status_record, status_table
 from dropreel.providers.oxen.client import events_url
 from dropreel.providers.registry import Connected, api_prefix, connected_providers
+from dropreel.spend.report import spend_lines, spend_table
 from dropreel.state.lock import lock_holder
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
@@ -76,9 +79,20 @@ async def status(
         jobs = await jobs_to_show(store, since=after, states=wanted)
         if as_json:
             return "\n".join(json_line(status_record(j)) for j in jobs)
-        spent = spend(await store.costs_since(start_of_day(now)))
-    summary = Summary(counts(jobs), spent, daemon_words(settings))
+        spent = todays_spend(await store.costs_since(start_of_day(now)))
+    summary = Summary(counts(jobs), spent, daemon_words(settings), settings.budget.daily_usd)
     return status_table(jobs, summary, now=now, width=width)
+
+
+async def spend(settings: Settings, *, since: str | None = None, as_json: bool = False) -> str:
+    """What generations created since `since` (all without it) cost, per day, model and
+    provider: reported where the provider says, else estimated from the model's price."""
+    after = parse_since(since, now=time.time()) if since is not None else 0.0
+    async with database(settings) as store:
+        lines = spend_lines(await store.spend_rows(after))
+    if as_json:
+        return "\n".join(json_line(line.record()) for line in lines)
+    return terminal_safe(spend_table(lines))
 
 
 def daemon_words(settings: Settings) -> str | None:
@@ -255,9 +269,8 @@ async def check_config(settings: Settings) -> tuple[bool, list[str]]:
         verdict(False, ": ".join(overlapping))
     for key, folder in settings.folders().items():
         verdict(*_folder_verdict(key, folder))
-    if settings.hook_argv:
-        problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
-        verdict(problem is None, f"hooks.on_complete: {problem or settings.hook_argv[0]}")
+    for ok, what in _hook_verdicts(settings):
+        verdict(ok, what)
     for name in settings.providers:
         label = f" ({name})" if several else ""
         if name not in keys:
@@ -294,6 +307,27 @@ async def _provider_verdicts(
     except (DropreelError, TimeoutError) as exc:
         found.append((False, f"event stream: {stream}: {exc or type(exc).__name__}"))
     return found
+
+
+def _hook_verdicts(settings: Settings) -> list[tuple[bool, str]]:
+    """Whether the hook's program can be run, and the webhook's secret can sign."""
+    found = []
+    if settings.hook_argv:
+        problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
+        found.append((problem is None, f"hooks.on_complete: {problem or settings.hook_argv[0]}"))
+    if settings.hooks.on_complete_url is not None:
+        found.append(_webhook_verdict(settings))
+    return found
+
+
+def _webhook_verdict(settings: Settings) -> tuple[bool, str]:
+    """Whether the webhook's secret can sign (the receiver is not called: that would deliver)."""
+    try:
+        read_webhook_key(settings)
+    except ConfigError as exc:
+        return False, f"{exc.key}: {exc.problem}"
+    url = shown(str(settings.hooks.on_complete_url))
+    return True, f"hooks.on_complete_url: {url}, signed with {settings.webhook_secret_path}"
 
 
 def _folder_verdict(key: str, folder: Path) -> tuple[bool, str]:

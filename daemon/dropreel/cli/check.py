@@ -15,9 +15,10 @@ from dropreel.fs.naming import displayable
 from dropreel.intake.batches import MAX_BATCH_FILE_BYTES, is_batch_name, parse_batch
 from dropreel.intake.jobs import MAX_JOB_FILE_BYTES, JobRequest, Routes, parse_job_file
 from dropreel.intake.presets import Preset
+from dropreel.providers.base import ModelFacts, ModelSource
+from dropreel.providers.catalogue import ModelCatalogue
 from dropreel.providers.registry import connected_providers
-from dropreel.validation.checker import RequestChecker, SchemaSource
-from dropreel.validation.schema import RequestSchema
+from dropreel.validation.checker import RequestChecker
 
 
 class _Unavailable:
@@ -26,16 +27,16 @@ class _Unavailable:
     def __init__(self, problem: ConfigError) -> None:
         self._problem = problem
 
-    async def request_schema(self, model: str) -> RequestSchema | None:
+    async def model_facts(self, model: str) -> ModelFacts:
         raise self._problem
 
 
 @asynccontextmanager
 async def _schema_sources(
     settings: Settings, environ: Mapping[str, str]
-) -> AsyncIterator[dict[str, SchemaSource]]:
+) -> AsyncIterator[dict[str, ModelSource]]:
     """Every configured provider, asked with its key from the config; those without one say so."""
-    sources: dict[str, SchemaSource] = {}
+    sources: dict[str, ModelSource] = {}
     async with AsyncExitStack() as stack:
         for name in settings.providers:
             try:
@@ -109,7 +110,8 @@ async def check_files(
     lines: list[str] = []
     good = True
     async with _schema_sources(settings, os.environ if environ is None else environ) as sources:
-        checker = RequestChecker(sources, ttl_s=settings.jobs.schema_ttl_s)
+        models = ModelCatalogue(sources, ttl_s=settings.jobs.model_ttl_s, log_failures=False)
+        checker = RequestChecker(models)
         for path in files:
             for where, request in requests_in(path, routes, preset_for(settings, path, preset)):
                 if isinstance(request, str):

@@ -20,6 +20,10 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "dropreel hooks rerun 5abd                # every hook of the job that gave up",
         "runuser -u dropreel -- dropreel hooks rerun 5abd   # as the service user",
     ),
+    "spend": (
+        "dropreel spend --since 2026-12-01   # per day, provider and model; estimates marked",
+        "dropreel spend --since 7d --json | jq .cost_usd",
+    ),
     "retry": ("dropreel retry 5abd   # once: a second retry names the job it became",),
     "check-config": ("OXEN_API_KEY=... dropreel check-config --config /etc/dropreel/config.toml",),
     "check": (

@@ -28,6 +28,7 @@ from dropreel.config import (
     key_sources,
     load_settings,
     read_api_keys,
+    read_webhook_key,
 )
 from dropreel.errors import CommandError, ConfigError, CopyRefused, StateError
 from dropreel.fs.layout import overlap_problem
@@ -37,6 +38,7 @@ from dropreel.intake.jobs import MAX_JOB_FILE_BYTES, is_ignored_name
 from dropreel.ops.keyguard import make_undumpable, reexec_without_keys, take_handed_keys
 from dropreel.ops.logs import configure_logging
 from dropreel.ops.notify import Notifier
+from dropreel.service import Daemon
 from dropreel.state.lock import AlreadyRunning, hold_state_lock
 from dropreel.state.store import state_problem
 
@@ -106,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rerun.add_argument("job_id", metavar="ID", help="a job or generation id, short id or start")
     rerun.add_argument("--config", type=Path, metavar="PATH", help="the TOML config file")
+    # Spend (issue 12).
+    spend = command("spend", "what generations cost, per day, model and provider")
+    spend.add_argument("--since", metavar="WHEN", help="only generations since (2h, 2026-12-01)")
+    spend.add_argument("--json", action="store_true", help="one JSON object per line")
     command("check-config", "check the config, the key, the folders, the API and the stream")
     # issue 12: validate before paying.
     check = command("check", "judge job files as the daemon would, their model's schema included")
@@ -258,6 +264,8 @@ _OPERATOR_COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], Awaitable
     "show": lambda settings, args: admin.show(settings, args.job_id),
     "cancel": lambda settings, args: admin.cancel(settings, args.job_id),
     "retry": lambda settings, args: admin.retry(settings, args.job_id),
+    # Spend (issue 12).
+    "spend": lambda settings, args: admin.spend(settings, since=args.since, as_json=args.json),
 }
 
 
@@ -279,6 +287,8 @@ def check_hook(settings: Settings) -> None:
         problem = hook_problem(settings.hook_argv, os.environ.get("PATH"))
         if problem is not None:
             raise ConfigError("hooks.on_complete", problem)
+    # Webhooks (issue 12): a secret that cannot be used stops start-up, never quoted.
+    read_webhook_key(settings)
 
 
 def _run(settings: Settings, *, until_idle: bool) -> int:
@@ -316,6 +326,7 @@ async def serve(
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(_stop_on_signals, stop, group.cancel_scope)
+                group.start_soon(_reload_on_hangup, daemon)
                 await daemon.run(stop, until_idle=until_idle)
                 group.cancel_scope.cancel()
         finally:
@@ -331,6 +342,25 @@ async def _stop_on_signals(stop: anyio.Event, scope: anyio.CancelScope) -> None:
                 return
             log.info("stopping", signal=received.name)
             stop.set()
+
+
+async def _reload_on_hangup(daemon: Daemon) -> None:
+    """SIGHUP: read the config again and apply its [budget]; a bad file changes nothing."""
+    with anyio.open_signal_receiver(signal.SIGHUP) as signals:
+        async for _ in signals:
+            try:
+                settings = load_settings(daemon.settings.config_file)
+            except ConfigError as exc:
+                log.error("config not reloaded; the running one stays", error=str(exc))
+                continue
+            later = daemon.reload(settings)
+            log.info(
+                "config reloaded: [budget] applied",
+                daily_usd=settings.budget.daily_usd,
+                monthly_usd=settings.budget.monthly_usd,
+                unknown_price=settings.budget.unknown_price,
+                at_next_start=later or None,
+            )
 
 
 def _submit(settings: Settings, files: Sequence[Path]) -> int:

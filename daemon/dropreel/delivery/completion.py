@@ -18,6 +18,7 @@ from dropreel.delivery.download import Downloader, write_manifest
 from dropreel.errors import DropreelError, ResultUrlRefused
 from dropreel.fs.moves import fsync_dir
 from dropreel.hooks.run import hook_environment, hook_fields, hook_stdin, run_hook
+from dropreel.hooks.webhooks import Webhooks
 from dropreel.lifecycle import JobState, Phase, job_state_after_generations
 from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end
@@ -44,8 +45,11 @@ class Completion:
         api_keys: Mapping[str, SecretStr] | None,
         metrics: Metrics,
         drain: Drain,
+        webhooks: Webhooks | None = None,
     ) -> None:
         self._settings = settings
+        # The webhook stage, when hooks.on_complete_url is set: handed each generation too.
+        self._webhooks = webhooks
         self._store = store
         self._providers = providers
         self._counters = counters
@@ -294,6 +298,8 @@ class Completion:
             found = await self._store.generation_with_job(generation_id)
         if found is None or found[0].phase is not Phase.HOOKING:
             return
+        if self._webhooks is not None and found[0].webhook_state is None:
+            await self._webhooks.due(generation_id)
         # Queued twice (a rerun asked for while a restart queued it): never run at once.
         if generation_id in self._hooking:
             return

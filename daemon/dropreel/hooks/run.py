@@ -33,10 +33,14 @@ def hook_fields(job: JobRow, generation: GenerationRow) -> dict[str, str]:
     }
 
 
+def hook_payload(fields: Mapping[str, str]) -> dict[str, str]:
+    """The facts keyed without the DROPREEL_ prefix, lower case (stdin's and webhooks')."""
+    return {k.removeprefix("DROPREEL_").lower(): v for k, v in fields.items()}
+
+
 def hook_stdin(fields: Mapping[str, str]) -> bytes:
-    """The same facts as one JSON object, keys without the DROPREEL_ prefix, lower case."""
-    payload = {k.removeprefix("DROPREEL_").lower(): v for k, v in fields.items()}
-    return (json.dumps(payload, ensure_ascii=False) + "\n").encode("utf-8")
+    """The same facts as one JSON object."""
+    return (json.dumps(hook_payload(fields), ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def hook_environment(

@@ -13,5 +13,7 @@ class Counters:
     download_bytes: int = 0
     hooks_run: int = 0
     hook_failures: int = 0
+    webhooks_sent: int = 0
+    webhook_failures: int = 0
     jobs_completed: int = 0
     jobs_failed: int = 0

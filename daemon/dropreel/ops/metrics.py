@@ -20,6 +20,10 @@ class Snapshot:
 
     jobs_by_state: Mapping[str, int] = field(default_factory=dict)
     generations_by_phase: Mapping[str, int] = field(default_factory=dict)
+    # Spent or reserved (estimates included) by period, "today" and "month"; the caps set.
+    spend_usd: Mapping[str, float] = field(default_factory=dict)
+    caps_usd: Mapping[str, float] = field(default_factory=dict)
+    held_by_budget: int = 0
 
 
 class _DaemonCollector(Collector):
@@ -46,6 +50,8 @@ class _DaemonCollector(Collector):
             ("download_bytes", "bytes of results downloaded", c.download_bytes),
             ("hooks_run", "hook processes started", c.hooks_run),
             ("hook_failures", "hook runs that failed or timed out", c.hook_failures),
+            ("webhooks_sent", "webhook attempts made", c.webhooks_sent),
+            ("webhook_failures", "webhook attempts not answered 2xx", c.webhook_failures),
         ):
             yield CounterMetricFamily(f"dropreel_{name}", help_text, value=value)
         yield GaugeMetricFamily(
@@ -64,6 +70,28 @@ class _DaemonCollector(Collector):
         for phase, count in sorted(self._snapshot.generations_by_phase.items()):
             phases.add_metric([phase], count)
         yield phases
+        yield from self._money()
+
+    def _money(self) -> Iterator[Metric]:
+        spend = GaugeMetricFamily(
+            "dropreel_spend_usd",
+            "US dollars spent or reserved (estimates included), by period",
+            labels=["period"],
+        )
+        for period, usd in sorted(self._snapshot.spend_usd.items()):
+            spend.add_metric([period], usd)
+        yield spend
+        caps = GaugeMetricFamily(
+            "dropreel_budget_cap_usd", "the budget's caps in US dollars", labels=["period"]
+        )
+        for period, usd in sorted(self._snapshot.caps_usd.items()):
+            caps.add_metric([period], usd)
+        yield caps
+        yield GaugeMetricFamily(
+            "dropreel_budget_held_jobs",
+            "jobs held because they would cross a cap",
+            value=self._snapshot.held_by_budget,
+        )
 
 
 class Metrics:

@@ -84,7 +84,8 @@ def _generation_story(
     lines = [
         f"generation {g.idx}: {g.generation_id}  {generation_label(g)}",
         f"  output     {g.output_path or '-'}",
-        f"  attempts   downloads {g.download_attempts}, hooks {g.hook_attempts}",
+        f"  attempts   downloads {g.download_attempts}, hooks {g.hook_attempts}"
+        + (f", webhooks {g.webhook_attempts}" if g.webhook_state else ""),
     ]
     if g.progress is not None and g.phase is Phase.WAITING:
         lines.append(f"  progress   {g.progress}%")
@@ -95,6 +96,10 @@ def _generation_story(
         lines.append(f"  error      {g.error}")
     if g.hook_error:
         lines.append(f"  hook error {g.hook_error}")
+    if g.webhook_state:
+        lines.append(
+            f"  webhook    {g.webhook_state}" + (f": {g.webhook_error}" if g.webhook_error else "")
+        )
     runs = [
         (at, what.removeprefix("hook "), detail)
         for at, generation_id, what, detail in history

@@ -23,6 +23,7 @@ class Standing(enum.StrEnum):
     PARKED = "parked"  # needs_attention: only a person can settle it
     BLOCKED = "blocked"  # not sent: the key is refused, or the provider cannot be reached
     THROTTLED = "throttled"  # not sent yet: the provider asked us to come back later
+    HELD = "held"  # not sent: its estimate would cross a budget cap (the reason: "budget: ...")
     HOOK_GAVE_UP = "hook-gave-up"  # delivered (or failed), but its hook stopped trying
     FAILED = "failed"
     WAITING = "waiting"  # not sent yet, or queued or running at the provider
@@ -66,6 +67,9 @@ def _not_sent(job: JobRow) -> JobStanding:
     if job.state is JobState.SUBMITTING:
         return JobStanding(Standing.WAITING, f"being sent to {job.provider}")
     held = read_holdup(job.error)
+    if held is not None and held[0] is Holdup.BUDGET:
+        # Not sent, to keep within the budget: "budget: " and the figures.
+        return JobStanding(Standing.HELD, job.error or "")
     if held is not None:
         holdup, failure = held
         state, says = _HELD[holdup]
@@ -78,10 +82,19 @@ def _sent(job: JobRow, generations: Sequence[GenerationRow]) -> JobStanding:
     gave_up = [g for g in generations if g.phase is Phase.DONE and g.hook_error]
     if gave_up:
         return JobStanding(Standing.HOOK_GAVE_UP, _hooks_given_up(gave_up, len(generations)))
+    webhook_gave_up = [g for g in generations if g.webhook_state == "gave_up"]
+    if webhook_gave_up:
+        return JobStanding(
+            Standing.HOOK_GAVE_UP, _webhooks_given_up(webhook_gave_up, len(generations))
+        )
     waiting = [g for g in generations if g.phase is Phase.WAITING]
     if waiting or not generations:
         return JobStanding(Standing.WAITING, _at_provider(job, generations, waiting))
-    if job.state is not JobState.COMPLETED or any(g.phase is not Phase.DONE for g in generations):
+    if (
+        job.state is not JobState.COMPLETED
+        or any(g.phase is not Phase.DONE for g in generations)
+        or any(g.webhook_state == "due" for g in generations)
+    ):
         return JobStanding(Standing.DELIVERING, _delivering(generations))
     return _outcome(generations)
 
@@ -89,8 +102,17 @@ def _sent(job: JobRow, generations: Sequence[GenerationRow]) -> JobStanding:
 def _hooks_given_up(gave_up: Sequence[GenerationRow], total: int) -> str:
     first = gave_up[0]
     which = f" on {len(gave_up)} of {total}" if total > 1 else ""
-    tries = "1 try" if first.hook_attempts == 1 else f"{first.hook_attempts} tries"
-    return f"hook gave up{which} after {tries}: {first.hook_error}"
+    return f"hook gave up{which} after {_tries(first.hook_attempts)}: {first.hook_error}"
+
+
+def _webhooks_given_up(gave_up: Sequence[GenerationRow], total: int) -> str:
+    first = gave_up[0]
+    which = f" on {len(gave_up)} of {total}" if total > 1 else ""
+    return f"webhook gave up{which} after {_tries(first.webhook_attempts)}: {first.webhook_error}"
+
+
+def _tries(n: int) -> str:
+    return "1 try" if n == 1 else f"{n} tries"
 
 
 def _at_provider(
@@ -120,6 +142,14 @@ def _delivering(generations: Sequence[GenerationRow]) -> str:
         parts.append(f"hook failed {_times(g.hook_attempts)}, will try again: {g.hook_error}")
     elif any(g.phase is Phase.HOOKING for g in generations):
         parts.append("running its hook")
+    webhooks = [g for g in generations if g.webhook_state == "due"]
+    if webhooks and webhooks[0].webhook_error:
+        g = webhooks[0]
+        parts.append(
+            f"webhook failed {_times(g.webhook_attempts)}, will try again: {g.webhook_error}"
+        )
+    elif webhooks:
+        parts.append("sending its webhook")
     return _so_far(generations, len(generations)) + ("; ".join(parts) or "writing its manifest")
 
 
@@ -156,7 +186,10 @@ def _so_far(generations: Sequence[GenerationRow], total: int) -> str:
 
 def _spent(generations: Sequence[GenerationRow]) -> str:
     cost = total_cost(generations)
-    return f", ${cost:.2f}" if cost is not None else ""
+    if cost is None:
+        return ""
+    estimated = any(g.cost_is_estimate for g in generations if g.cost_usd is not None)
+    return f", ${cost:.2f}" + (" (estimate)" if estimated else "")
 
 
 def _some(n: int, total: int) -> str:

@@ -27,6 +27,7 @@ class Summary:
     counts: Mapping[Standing, int]
     spent_today: Spend
     daemon: str | None  # "running (pid 12)", "not running", or None if it cannot be told
+    daily_cap_usd: float | None = None  # [budget] daily_usd, where one is set
 
 
 def status_table(
@@ -87,7 +88,9 @@ def summary_line(summary: Summary) -> str:
     total = sum(summary.counts.values())
     each = ", ".join(f"{n} {state.value}" for state, n in summary.counts.items())
     parts = [f"{total} job{'' if total == 1 else 's'}" + (f": {each}" if each else "")]
-    parts.append(f"spent today: {summary.spent_today}")
+    cap = summary.daily_cap_usd
+    of_cap = f" of the ${cap:.2f} daily cap" if cap is not None else ""
+    parts.append(f"spent today: {summary.spent_today}{of_cap}")
     if summary.daemon is not None:
         parts.append(f"daemon {summary.daemon}")
     return "; ".join(parts)
@@ -135,6 +138,9 @@ def status_record(shown: ShownJob) -> dict[str, Any]:
                 "download_attempts": g.download_attempts,
                 "hook_attempts": g.hook_attempts,
                 "hook_error": g.hook_error,
+                "webhook_state": g.webhook_state,
+                "webhook_attempts": g.webhook_attempts,
+                "webhook_error": g.webhook_error,
                 "enqueued_at": iso(g.enqueued_at),
                 "completed_at": iso(g.completed_at),
                 "delivered_at": iso(g.delivered_at),

@@ -67,6 +67,34 @@ class RemoteGeneration:
 
 
 @dataclass(frozen=True, slots=True)
+class Pricing:
+    """What a model costs per second of video output, in US dollars, as its provider says."""
+
+    per_second_usd: float
+    # The rate at the high resolution, where the provider gives one.
+    per_second_high_res_usd: float | None = None
+    # The output length the model makes when a request names none, where it says.
+    default_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What a provider publishes about a model, from one look-up: what its requests may carry
+    and what it costs (None where it publishes nothing)."""
+
+    schema: RequestSchema | None = None
+    pricing: Pricing | None = None
+
+
+class ModelSource(Protocol):
+    """Where a model's facts come from (the provider itself)."""
+
+    async def model_facts(self, model: str) -> ModelFacts:
+        """What the provider publishes about `model`. Raises if it cannot be asked."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class Adopt:
     """A lost POST's generations, found."""
 
@@ -130,9 +158,10 @@ class Provider(Protocol):
         """What a POST whose answer was lost created (providers without idempotency keys)."""
         ...
 
-    async def request_schema(self, model: str) -> RequestSchema | None:
-        """What a request for `model` may carry (its whole POST body); None if the provider
-        publishes nothing for it. Raises if it cannot be asked."""
+    async def model_facts(self, model: str) -> ModelFacts:
+        """What a request for `model` may carry (its whole POST body) and what it costs, in
+        one look-up; empty facts if the provider publishes nothing. Raises if it cannot be
+        asked."""
         ...
 
     def open_download(

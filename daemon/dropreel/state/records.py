@@ -11,7 +11,7 @@ import aiosqlite
 
 from dropreel.lifecycle import JobState, Phase, Progress, RemoteStatus
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE jobs (
@@ -34,7 +34,8 @@ CREATE TABLE jobs (
     retried_as    TEXT,
     provider      TEXT,
     image_source  TEXT,
-    image_path    TEXT
+    image_path    TEXT,
+    reserved_usd  REAL
 );
 CREATE INDEX jobs_state ON jobs (state);
 CREATE UNIQUE INDEX jobs_stem ON jobs (stem) WHERE state != 'failed';
@@ -57,9 +58,14 @@ CREATE TABLE generations (
     progress      INTEGER,
     cost_usd      REAL,
     cost_is_estimate INTEGER NOT NULL DEFAULT 0,
+    webhook_state TEXT,
+    webhook_attempts INTEGER NOT NULL DEFAULT 0,
+    webhook_error TEXT,
     UNIQUE (job_id, idx)
 );
+CREATE INDEX generations_webhook_due ON generations (webhook_state) WHERE webhook_state = 'due';
 CREATE INDEX generations_phase ON generations (phase);
+CREATE INDEX generations_enqueued ON generations (enqueued_at);
 CREATE TABLE history (
     seq           INTEGER PRIMARY KEY,
     at            REAL NOT NULL,
@@ -95,6 +101,19 @@ MIGRATIONS = (
         "ALTER TABLE jobs ADD COLUMN image_source TEXT",
         "ALTER TABLE jobs ADD COLUMN image_path TEXT",
     ),
+    # 5: the estimate a job reserves against the budget as its POST is claimed; spend by day.
+    (
+        "ALTER TABLE jobs ADD COLUMN reserved_usd REAL",
+        "CREATE INDEX generations_enqueued ON generations (enqueued_at)",
+    ),
+    # 6: the webhook of each generation: due, ok or gave_up (NULL: none was configured).
+    (
+        "ALTER TABLE generations ADD COLUMN webhook_state TEXT",
+        "ALTER TABLE generations ADD COLUMN webhook_attempts INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE generations ADD COLUMN webhook_error TEXT",
+        "CREATE INDEX generations_webhook_due ON generations (webhook_state)"
+        " WHERE webhook_state = 'due'",
+    ),
 )
 
 # Jobs recorded before providers had names all went to Oxen.
@@ -124,6 +143,8 @@ class JobRow:
     provider: str = LEGACY_PROVIDER
     image_source: str | None = None
     image_path: str | None = None
+    # The job's estimated cost, reserved when its POST was claimed (None: price unknown).
+    reserved_usd: float | None = None
 
 
 def expected_generations(job: JobRow) -> int:
@@ -153,6 +174,10 @@ class GenerationRow:
     progress: int | None = None
     cost_usd: float | None = None
     cost_is_estimate: bool = False
+    # The webhook: None (none configured when it finished), "due", "ok" or "gave_up".
+    webhook_state: str | None = None
+    webhook_attempts: int = 0
+    webhook_error: str | None = None
 
 
 def job_from(row: aiosqlite.Row) -> JobRow:
@@ -178,6 +203,7 @@ def job_from(row: aiosqlite.Row) -> JobRow:
         provider=row["provider"] or LEGACY_PROVIDER,
         image_source=row["image_source"],
         image_path=row["image_path"],
+        reserved_usd=row["reserved_usd"],
     )
 
 
@@ -201,6 +227,9 @@ def generation_from(row: aiosqlite.Row) -> GenerationRow:
         progress=row["progress"],
         cost_usd=row["cost_usd"],
         cost_is_estimate=bool(row["cost_is_estimate"]),
+        webhook_state=row["webhook_state"],
+        webhook_attempts=row["webhook_attempts"],
+        webhook_error=row["webhook_error"],
     )
 
 

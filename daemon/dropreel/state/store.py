@@ -32,6 +32,7 @@ from dropreel.state.records import (
     generation_from,
     job_from,
 )
+from dropreel.state.spending import CLAIM_GUARD, SPEND_ROWS, USED_SINCE, Reservation
 
 
 class _Executes(Protocol):
@@ -313,22 +314,66 @@ class Store:
             )
             await self._log(db, job_id, state.value, error)
 
-    async def claim_for_submission(self, job_id: str) -> bool:
-        """Move an accepted job to submitting; False if another worker (or run) got there first.
+    async def hold_unsubmitted(self, job_id: str, reason: str) -> bool:
+        """Record why an accepted job waits (the budget holds it); False if it is no longer
+        waiting to be sent (cancelled meanwhile, say). The story gets a line only when the
+        reason changes."""
+        async with self._direct_transaction() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET error = ?, updated_at = ? WHERE job_id = ? AND state = ?"
+                " AND error IS NOT ?",
+                (stored_text(reason), time.time(), job_id, JobState.ACCEPTED, stored_text(reason)),
+            )
+            if cursor.rowcount == 1:
+                await self._log(db, job_id, "held", reason)
+                return True
+            async with db.execute("SELECT state FROM jobs WHERE job_id = ?", (job_id,)) as found:
+                row = await found.fetchone()
+        return row is not None and row[0] == JobState.ACCEPTED
+
+    async def claim_for_submission(
+        self, job_id: str, reservation: Reservation | None = None
+    ) -> bool:
+        """Move an accepted job to submitting; False if another worker (or run) got there
+        first, or, with a budget, if its reservation would cross a cap.
 
         The compare-and-set is what guarantees one POST per job: only its winner may send.
+        Its estimate is reserved in the same statement, counted with everything else spent or
+        reserved, so submissions at once cannot all fit under a cap one by one.
         """
         now = time.time()
         claim = Statements()
+        estimate = reservation.estimate_usd if reservation is not None else None
+        guarded = reservation is not None and reservation.guarded
         claim.compare_and_set(
-            "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?,"
-            " post_attempts = post_attempts + 1 WHERE job_id = ? AND state = ?",
-            (JobState.SUBMITTING, now, now, job_id, JobState.ACCEPTED),
+            _CLAIM + (CLAIM_GUARD if guarded else ""),
+            (
+                JobState.SUBMITTING,
+                now,
+                now,
+                estimate,
+                job_id,
+                JobState.ACCEPTED,
+                *(reservation.guard_params() if reservation is not None and guarded else ()),
+            ),
         )
         await self._log(claim, job_id, JobState.SUBMITTING.value)
         # Joins the group commit: the claim is durable before the POST, as ever, but shares
         # its disk write with whatever else is committing.
         return await self._group.commit(claim.writes)
+
+    async def budget_used(self, day_start: float, month_start: float) -> tuple[float, float]:
+        """Spent or reserved since the start of the day and of the month, in US dollars."""
+        rows = await self._fetch_all(
+            f"SELECT {USED_SINCE}, {USED_SINCE}",
+            (day_start, day_start, month_start, month_start),
+        )
+        return float(rows[0][0]), float(rows[0][1])
+
+    async def spend_rows(self, since: float) -> list[tuple[float, str, object, float | None, bool]]:
+        """(created at, provider, model, cost, is an estimate) of each generation since `since`."""
+        rows = await self._fetch_all(SPEND_ROWS, (since,))
+        return [(r[0], r[1] or LEGACY_PROVIDER, r[2], r[3], bool(r[4])) for r in rows]
 
     async def counts(self) -> tuple[dict[str, int], dict[str, int]]:
         """Jobs by state and generations by phase: a cheap round-trip that proves the database."""
@@ -415,16 +460,23 @@ class Store:
         return {r["generation_id"] for r in rows}
 
     async def record_submission(
-        self, job_id: str, generations: list[tuple[str, RemoteStatus]], *, how: str = "submitted"
+        self,
+        job_id: str,
+        generations: list[tuple[str, RemoteStatus]],
+        *,
+        how: str = "submitted",
+        estimate_each_usd: float | None = None,
     ) -> None:
-        """The POST's answer: the job's generations exist and are billed."""
+        """The POST's answer: the job's generations exist and are billed (each costs
+        `estimate_each_usd`, an estimate, until the provider says)."""
         now = time.time()
+        estimated = int(estimate_each_usd is not None)
         async with self._transaction() as db:
             await db.executemany(
                 "INSERT INTO generations (generation_id, job_id, idx, remote_status, phase,"
-                " enqueued_at) VALUES (?, ?, ?, ?, ?, ?)",
+                " enqueued_at, cost_usd, cost_is_estimate) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (gid, job_id, idx, status, Phase.WAITING, now)
+                    (gid, job_id, idx, status, Phase.WAITING, now, estimate_each_usd, estimated)
                     for idx, (gid, status) in enumerate(generations, start=1)
                 ],
             )
@@ -683,6 +735,36 @@ class Store:
                 generation.generation_id,
             )
 
+    async def want_webhook(self, generation_id: str) -> None:
+        """The generation's webhook is due (once: a rerun or a restart does not make it so
+        again)."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET webhook_state = 'due'"
+                " WHERE generation_id = ? AND webhook_state IS NULL",
+                (generation_id,),
+            )
+
+    async def record_webhook_attempt(
+        self, generation: GenerationRow, *, error: str | None, give_up: bool, detail: str
+    ) -> None:
+        """One attempt at the webhook; the story keeps how it ended, as for a command hook."""
+        state = "ok" if error is None else ("gave_up" if give_up else "due")
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE generations SET webhook_attempts = webhook_attempts + 1,"
+                " webhook_error = ?, webhook_state = ? WHERE generation_id = ?",
+                (stored_text(error), state, generation.generation_id),
+            )
+            what = {"ok": "hook ok", "gave_up": "hook gave up", "due": "hook failed"}[state]
+            await self._log(db, generation.job_id, what, detail, generation.generation_id)
+
+    async def webhooks_due(self) -> list[str]:
+        rows = await self._fetch_all(
+            "SELECT generation_id FROM generations WHERE webhook_state = 'due'"
+        )
+        return [r[0] for r in rows]
+
     async def mark_hook_skipped(self, generation: GenerationRow, *, durable: bool = True) -> None:
         async with self._transaction(durable=durable) as db:
             await db.execute(
@@ -774,7 +856,12 @@ class Store:
                     " AND hook_error IS NOT NULL",
                     (Phase.HOOKING, generation_id, Phase.DONE),
                 )
-                if cursor.rowcount != 1:
+                webhook = await db.execute(
+                    "UPDATE generations SET webhook_state = 'due' WHERE generation_id = ?"
+                    " AND webhook_state = 'gave_up'",
+                    (generation_id,),
+                )
+                if cursor.rowcount != 1 and webhook.rowcount != 1:
                     continue
                 wanted.append(generation_id)
                 if by_daemon:
@@ -803,6 +890,12 @@ class Store:
             await db.executemany("DELETE FROM meta WHERE key = ?", [(k,) for k in keys])
         return [k.removeprefix(_RERUN) for k in keys]
 
+
+# Accepted -> submitting, reserving the job's estimate (CLAIM_GUARD may follow).
+_CLAIM = (
+    "UPDATE jobs SET state = ?, updated_at = ?, post_started_at = ?,"
+    " post_attempts = post_attempts + 1, reserved_usd = ? WHERE job_id = ? AND state = ?"
+)
 
 # Meta rows, one per generation whose hook a person asked to run again.
 _RERUN = "hook_rerun:"

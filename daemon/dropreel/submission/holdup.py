@@ -12,6 +12,7 @@ class Holdup(enum.StrEnum):
     KEY_REFUSED = "key refused"  # 401 or 403
     UNREACHABLE = "provider unreachable"  # no connection, or no answer in time
     FAILING = "provider failing"  # 5xx or an unreadable answer, resent under its key
+    BUDGET = "budget"  # held: its estimate would cross a budget cap
 
 
 _WORDS = frozenset(holdup.value for holdup in Holdup)
@@ -31,6 +32,11 @@ def holdup_of(exc: Exception) -> Holdup:
 def holdup_text(exc: Exception) -> str:
     """The job's error while it waits to be sent again: the holdup, then the failure."""
     return f"{holdup_of(exc).value}: {exc or type(exc).__name__}"
+
+
+def budget_text(reason: str) -> str:
+    """The job's error while the budget holds it."""
+    return f"{Holdup.BUDGET.value}: {reason}"
 
 
 def read_holdup(error: str | None) -> tuple[Holdup, str] | None:

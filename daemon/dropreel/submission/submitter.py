@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,14 @@ from dropreel.ops.counters import Counters
 from dropreel.ops.joblog import log_job_end_from
 from dropreel.ops.redact import redact
 from dropreel.providers.base import ImageInput, Provider, Recovery, RemoteGeneration, Unsettled
+from dropreel.providers.catalogue import ModelCatalogue
+from dropreel.spend.budget import Go, Used, periods
+from dropreel.spend.estimate import each_usd
+from dropreel.spend.gate import Budget
 from dropreel.stage import Drain, Stage
 from dropreel.state.records import JobRow
 from dropreel.state.store import Store
-from dropreel.submission.holdup import holdup_text
+from dropreel.submission.holdup import Holdup, budget_text, holdup_text, read_holdup
 from dropreel.tracking.matching import Matcher
 from dropreel.tracking.tracker import Tracker
 
@@ -57,6 +62,7 @@ class Submitter:
         counters: Counters,
         observe: Callable[[Observation], Awaitable[None]],
         drain: Drain,
+        models: ModelCatalogue,
     ) -> None:
         self._settings = settings
         # Its own queue of accepted jobs and its own workers.
@@ -68,8 +74,18 @@ class Submitter:
         self._observe = observe
         # Settlements adopt generations from one listing: two at once could adopt the same.
         self._settling = anyio.Lock()
+        self.budget = Budget(settings.budget, models)
 
-    async def submit(self, job_id: str) -> None:
+    async def release_held(self) -> None:
+        """Send the jobs the budget held to the stage again when it may let them go."""
+        released: AsyncIterator[list[str]] = self.budget.released()
+        async for job_ids in released:
+            for job_id in job_ids:
+                await self.stage.put(job_id)
+
+    async def submit(self, job_id: str, *, replay: bool = False) -> None:
+        """POST an accepted job (`replay`: again, with its key, after an answer that was lost:
+        what it made may exist and be billed, so the budget does not hold it)."""
         job = await self._store.job(job_id)
         if job is None or job.state is not JobState.ACCEPTED or job.request is None:
             return
@@ -85,7 +101,8 @@ class Submitter:
             image = read
         # One stream before the first POST: its events must have somewhere to go.
         await tracker.health.first_attempt_done.wait()
-        early = await self._send(job, job.request, tracker, image)
+        estimate = await self.budget.estimate(job.provider, job.request)
+        early = await self._send(job, job.request, tracker, image, estimate, replay=replay)
         for observed in early or []:
             await self._observe(observed)
 
@@ -95,20 +112,30 @@ class Submitter:
         request: Mapping[str, Any],
         tracker: Tracker,
         image: ImageInput | None = None,
+        estimate: float | None = None,
+        *,
+        replay: bool = False,
     ) -> list[Observation] | None:
-        """POST until the answer is recorded, the job refused, or its POST left to settle;
-        events that came before the answer."""
+        """POST until the answer is recorded, the job refused or held by the budget, or its
+        POST left to settle; events that came before the answer."""
         bound = log.bind(job_id=job.job_id, provider=job.provider)
         provider = tracker.provider
         # A lost answer may simply be sent again where the provider replays a repeated key.
         retry_on = _RESENDABLE if provider.capabilities.idempotency_keys else _NOT_CREATED
         attempt = 0
         while True:
+            # Once a POST may have made something, sending it again (with its key) is a replay
+            # that learns what was made: holding it would strand a paid result.
+            if not replay and await self._held_by_budget(job, estimate):
+                return None
             # The request ceiling is waited out before the claim: a job marked as being
             # submitted must really be on the wire, or a crash would strand it as unsettled.
             if tracker.connected.wait_turn is not None:
                 await tracker.connected.wait_turn()
-            if not await self._store.claim_for_submission(job.job_id):
+            reservation = self.budget.reservation(estimate, time.time(), guarded=not replay)
+            if not await self._store.claim_for_submission(job.job_id, reservation):
+                if reservation.guarded and await self._held_by_budget(job, estimate, raced=True):
+                    return None
                 bound.warning("job is already being submitted elsewhere; not sending it again")
                 return None
             try:
@@ -118,11 +145,12 @@ class Submitter:
                     generations = await provider.enqueue(
                         request, idempotency_key=idempotency_key(job.job_id), image=image
                     )
-                    early = await self._record(job, generations)
+                    early = await self._record(job, generations, estimate)
             except RequestRefused as exc:
                 await self.refuse(job, f"refused by the provider: {exc.message}")
                 return None
             except retry_on as exc:
+                replay = replay or not isinstance(exc, _NOT_CREATED)
                 if not await self._wait_to_retry(job, exc, attempt):
                     return None
                 attempt += 1
@@ -137,6 +165,34 @@ class Submitter:
                 )
                 return None
             return early
+
+    async def _held_by_budget(
+        self, job: JobRow, estimate: float | None, *, raced: bool = False
+    ) -> bool:
+        """Hold the job if its estimate would cross a cap (`raced`: its claim was refused for
+        that, jobs sent at the same time having taken the room); True if it is held, or no
+        longer waiting to be sent."""
+        if not self.budget.caps.active:
+            return False
+        period = periods(time.time())
+        used = Used(*await self._store.budget_used(period.day_start, period.month_start))
+        verdict = self.budget.decide(estimate, used)
+        if isinstance(verdict, Go) and not raced:
+            if (read_holdup(job.error) or (None,))[0] is Holdup.BUDGET:
+                log.info("the budget lets a held job go ahead", job_id=job.job_id)
+            return False
+        reason = (
+            "jobs sent at the same time took the rest of the budget"
+            if isinstance(verdict, Go)
+            else verdict.reason
+        )
+        if not await self._store.hold_unsubmitted(job.job_id, budget_text(reason)):
+            return True  # cancelled, or taken, meanwhile: nothing to hold
+        self.budget.hold(job.job_id)
+        log.warning(
+            "job held by the budget", job_id=job.job_id, estimate_usd=estimate, reason=reason
+        )
+        return True
 
     async def _tracker_or_refuse(self, job: JobRow) -> Tracker | None:
         """The job's provider; None if it is no longer configured (the job is refused)."""
@@ -163,7 +219,7 @@ class Submitter:
         return True
 
     async def _record(
-        self, job: JobRow, generations: list[RemoteGeneration]
+        self, job: JobRow, generations: list[RemoteGeneration], estimate: float | None
     ) -> list[Observation] | None:
         """Record what the POST created; None if the answer cannot be this job's (parked)."""
         ids = list(dict.fromkeys(g.generation_id for g in generations))
@@ -178,7 +234,8 @@ class Submitter:
                 )
                 return None
         pairs = [(g, statuses[g]) for g in ids]
-        await self._store.record_submission(job.job_id, pairs)
+        each = each_usd(estimate, job.request or {})
+        await self._store.record_submission(job.job_id, pairs, estimate_each_usd=each)
         log.info("submitted", job_id=job.job_id, generation_ids=ids)
         return self._matcher.register(
             job.job_id, pairs, enqueued_at=job.created_at, provider=job.provider
@@ -225,7 +282,7 @@ class Submitter:
                     "resending a POST whose answer was lost, with its key", job_id=job.job_id
                 )
                 await self._store.set_job_state(job.job_id, JobState.ACCEPTED)
-                await self.submit(job.job_id)
+                await self.submit(job.job_id, replay=True)
         async with self._settling:
             await self._settle(
                 [j for j in jobs if j.provider in self._trackers and not self._resendable(j)],
@@ -255,7 +312,12 @@ class Submitter:
                 continue
             pairs = [(g.generation_id, g.status) for g in outcome.generations]
             taken.update(g for g, _ in pairs)
-            await self._store.record_submission(job.job_id, pairs, how="adopted from the listing")
+            await self._store.record_submission(
+                job.job_id,
+                pairs,
+                how="adopted from the listing",
+                estimate_each_usd=each_usd(job.reserved_usd, job.request or {}),
+            )
             early = self._matcher.register(
                 job.job_id, pairs, enqueued_at=job.created_at, provider=job.provider
             )

@@ -16,6 +16,7 @@ from dropreel.errors import GenerationUnknown, RequestRefused
 from dropreel.providers.base import (
     Capabilities,
     ImageInput,
+    ModelFacts,
     Recovery,
     RemoteGeneration,
     ResultStream,
@@ -29,7 +30,6 @@ from dropreel.providers.http import (
 from dropreel.providers.openai_videos.answers import page_of, parse_video, poll_after_s
 from dropreel.providers.openai_videos.schema import documented_schema
 from dropreel.providers.settle import settle_lost_post
-from dropreel.validation.schema import RequestSchema
 
 PAGE_SIZE = 100
 # Fields dropreel reads from a job but the API does not take: one request per video.
@@ -198,9 +198,10 @@ class OpenAIVideosClient:
             request, posted_at, window_s=window_s, candidates=candidates, taken=taken
         )
 
-    async def request_schema(self, model: str) -> RequestSchema | None:
-        """No schema is served: the documented fields and enums (openai-videos-api.md)."""
-        return documented_schema(model)
+    async def model_facts(self, model: str) -> ModelFacts:
+        """No model object is served: the documented fields and enums (openai-videos-api.md),
+        and no price."""
+        return ModelFacts(schema=documented_schema(model))
 
     def open_download(
         self, url: str, *, offset: int = 0

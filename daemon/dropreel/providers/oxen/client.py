@@ -17,6 +17,7 @@ from dropreel.ops.redact import redact
 from dropreel.providers.base import (
     Capabilities,
     ImageInput,
+    ModelFacts,
     Recovery,
     RemoteGeneration,
     ResultStream,
@@ -30,10 +31,10 @@ from dropreel.providers.http import (
     translated,
 )
 from dropreel.providers.oxen.events import interpret
+from dropreel.providers.oxen.model import model_facts
 from dropreel.providers.settle import settle_lost_post
 from dropreel.providers.streamguard import BoundedStream
 from dropreel.providers.urls import usable_result_url
-from dropreel.validation.schema import FieldRule, RequestSchema, from_json_schema
 
 _MAX_MESSAGE_CHARS = 500
 
@@ -57,24 +58,6 @@ CAPABILITIES = Capabilities(
     generations_per_request=4,
     reports_progress=False,
 )
-
-
-# What the queue itself takes besides the model's own fields (oxen-api.md, POST /queue).
-QUEUE_FIELDS = {
-    "model": FieldRule(frozenset({"string"})),
-    "num_generations": FieldRule(frozenset({"integer"}), minimum=1, maximum=4),
-    "target_namespace": FieldRule(frozenset({"string"})),
-}
-
-
-def model_schema(model: str, payload: object) -> RequestSchema | None:
-    """The request schema in a model object (`json_request_schema`), with the queue's fields."""
-    if isinstance(payload, dict) and "json_request_schema" not in payload:
-        # Some answers wrap the object: {"model": {...}} or {"data": {...}}.
-        payload = payload.get("model") or payload.get("data")
-    document = payload.get("json_request_schema") if isinstance(payload, dict) else None
-    schema = from_json_schema(model, document)
-    return schema.with_fields(QUEUE_FIELDS) if schema is not None else None
 
 
 def parse_generation(payload: object, what: str) -> RemoteGeneration:
@@ -234,17 +217,18 @@ class OxenClient:
                     found.setdefault(generation.generation_id, generation)
         return list(found.values())
 
-    async def request_schema(self, model: str) -> RequestSchema | None:
-        """GET /api/ai/models/{model}: its `json_request_schema` (oxen-api.md, added later)."""
+    async def model_facts(self, model: str) -> ModelFacts:
+        """GET /api/ai/models/{model}: its `json_request_schema` and `pricing`, in one look-up
+        shared by the request check and the budget (oxen-api.md, added later)."""
         what = f"GET /api/ai/models/{model}"
         path = quote(model, safe="")
         response = await send(
             self._http, "GET", f"{self._rest}/models/{path}", headers=self._auth()
         )
         if response.status_code in (404, 405, 501):
-            return None
+            return ModelFacts()
         raise_for_answer(response, what)
-        return model_schema(model, json_answer(response, what))
+        return model_facts(model, json_answer(response, what), what)
 
     def open_download(
         self, url: str, *, offset: int = 0

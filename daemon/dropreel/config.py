@@ -49,7 +49,9 @@ def default_search_path() -> tuple[Path, ...]:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No protected names: `jobs.model_ttl_s` is a key of ours, and pydantic before 2.10
+    # warns of any field starting with `model_`.
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
 
 
 class OxenSettings(_Section):

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -26,6 +29,20 @@ def job(stem: str = "cat") -> JobRow:
 
 def generation(idx: int = 1, **changes: object) -> GenerationRow:
     return generation_row(generation_id=f"g{idx}", idx=idx, **changes)
+
+
+async def fetched(
+    downloader: Downloader,
+    job: JobRow,
+    generation: GenerationRow,
+    count: int,
+    *,
+    within_s: float = math.inf,
+) -> Path:
+    """One result downloaded and placed in the outbox, where it now lies (delivery does the
+    placing in its own worker-thread trip, beside the manifest)."""
+    place = await downloader.download(job, generation, count, within_s=within_s)
+    return await anyio.to_thread.run_sync(place)
 
 
 @pytest.fixture
@@ -75,7 +92,7 @@ def downloader(
 async def test_a_result_lands_under_its_stem_byte_for_byte(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
-    path = await downloader(tmp_path, requests).fetch(job(), generation(), 1)
+    path = await fetched(downloader(tmp_path, requests), job(), generation(), 1)
     assert path == tmp_path / "cat.mp4"
     assert path.read_bytes() == BODY
     assert [p.name for p in tmp_path.iterdir()] == ["cat.mp4"], "no temp file left behind"
@@ -84,14 +101,14 @@ async def test_a_result_lands_under_its_stem_byte_for_byte(
 async def test_several_generations_are_numbered(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
-    fetch = downloader(tmp_path, requests).fetch
+    fetch = partial(fetched, downloader(tmp_path, requests))
     assert (await fetch(job(), generation(2), 3)).name == "cat-2.mp4"
 
 
 async def test_the_extension_comes_from_the_content_type_when_the_url_has_none(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
-    fetch = downloader(tmp_path, requests, ctype="video/webm").fetch
+    fetch = partial(fetched, downloader(tmp_path, requests, ctype="video/webm"))
     path = await fetch(job(), generation(result_url="https://cdn.test/download?id=1"), 1)
     assert path.name == "cat.webm"
 
@@ -100,7 +117,7 @@ async def test_an_existing_file_is_never_overwritten(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
     (tmp_path / "cat.mp4").write_bytes(b"someone else's video")
-    path = await downloader(tmp_path, requests).fetch(job(), generation(), 1)
+    path = await fetched(downloader(tmp_path, requests), job(), generation(), 1)
     assert path.name == "cat_2.mp4"
     assert (tmp_path / "cat.mp4").read_bytes() == b"someone else's video"
 
@@ -109,7 +126,7 @@ async def test_our_own_file_from_a_crashed_run_is_adopted_not_duplicated(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
     (tmp_path / "cat.mp4").write_bytes(BODY)
-    path = await downloader(tmp_path, requests).fetch(job(), generation(), 1)
+    path = await fetched(downloader(tmp_path, requests), job(), generation(), 1)
     assert path.name == "cat.mp4"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.mp4"]
 
@@ -118,7 +135,7 @@ async def test_a_partial_download_resumes_with_range(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
     (tmp_path / temp_name("g1")).write_bytes(BODY[:1000])
-    path = await downloader(tmp_path, requests).fetch(job(), generation(), 1)
+    path = await fetched(downloader(tmp_path, requests), job(), generation(), 1)
     assert requests[0].headers["range"] == "bytes=1000-"
     assert path.read_bytes() == BODY
 
@@ -127,14 +144,16 @@ async def test_a_server_ignoring_range_restarts_cleanly(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
     (tmp_path / temp_name("g1")).write_bytes(b"garbage that is not the start")
-    path = await downloader(tmp_path, requests, honour_range=False).fetch(job(), generation(), 1)
+    path = await fetched(downloader(tmp_path, requests, honour_range=False), job(), generation(), 1)
     assert path.read_bytes() == BODY
 
 
 async def test_a_short_body_is_an_error_and_nothing_is_placed(
     tmp_path: Path, requests: list[httpx.Request]
 ) -> None:
-    fetch = downloader(tmp_path, requests, body=BODY[:500], claimed_length=len(BODY)).fetch
+    fetch = partial(
+        fetched, downloader(tmp_path, requests, body=BODY[:500], claimed_length=len(BODY))
+    )
     with pytest.raises(ConnectionLost, match="ended at 500 of 102400 bytes"):
         await fetch(job(), generation(), 1)
     assert not (tmp_path / "cat.mp4").exists()

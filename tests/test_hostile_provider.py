@@ -22,7 +22,7 @@ from dropreel_simulator.oxen import Simulator
 from .daemon_harness import drop_job, hook_argv, hook_lines, run_daemon, settings_for, until
 from .mounts import mounted, needs_root
 from .rows import generation_row, job_row
-from .test_deliver import streamed
+from .test_deliver import fetched, streamed
 
 BAD_URLS = [
     "https://h/x.mp4\n",
@@ -149,7 +149,7 @@ async def test_a_complete_part_answered_416_on_resume_is_placed(tmp_path: Path) 
         assert request.headers["range"] == f"bytes={len(body)}-"
         return httpx.Response(416, headers={"content-range": f"bytes */{len(body)}"})
 
-    path = await downloader_for(tmp_path, s3).fetch(*job_and_generation(), 1)
+    path = await fetched(downloader_for(tmp_path, s3), *job_and_generation(), 1)
     assert path.read_bytes() == body
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cat.mp4"]
 
@@ -161,7 +161,7 @@ async def test_a_part_that_is_not_the_servers_file_starts_over(tmp_path: Path) -
         return httpx.Response(416, headers={"content-range": "bytes */10"})
 
     with pytest.raises(RangeNotSatisfiable):
-        await downloader_for(tmp_path, s3).fetch(*job_and_generation(), 1)
+        await fetched(downloader_for(tmp_path, s3), *job_and_generation(), 1)
     assert not (tmp_path / temp_name("g1")).exists()
 
 
@@ -176,7 +176,7 @@ async def test_a_trickling_download_is_cut_and_what_came_is_kept(tmp_path: Path)
 
     downloader = downloader_for(tmp_path, slow, min_bytes_per_s=1000, stall_window_s=0.3)
     with anyio.fail_after(10), pytest.raises(ReadStalled, match="download too slow"):
-        await downloader.fetch(*job_and_generation(), 1)
+        await fetched(downloader, *job_and_generation(), 1)
     assert 0 < (tmp_path / temp_name("g1")).stat().st_size < 100
 
 
@@ -190,7 +190,7 @@ async def test_no_download_outlives_the_jobs_deadline(tmp_path: Path) -> None:
         return httpx.Response(200, content=forever())
 
     with anyio.fail_after(10), pytest.raises(TimeoutError):
-        await downloader_for(tmp_path, endless).fetch(*job_and_generation(), 1, within_s=0.5)
+        await fetched(downloader_for(tmp_path, endless), *job_and_generation(), 1, within_s=0.5)
 
 
 async def test_links_planted_at_our_temporary_names_are_never_followed(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ async def test_links_planted_at_our_temporary_names_are_never_followed(tmp_path:
         return httpx.Response(200, content=streamed(b"the video"))
 
     job, generation = job_and_generation()
-    path = await downloader_for(outbox, served).fetch(job, generation, 1)
+    path = await fetched(downloader_for(outbox, served), job, generation, 1)
     assert path.read_bytes() == b"the video"
     write_manifest(outbox, job, [generation])
     assert victim.read_text() == "precious"

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 
 from dropreel.errors import ConnectionLost, MalformedAnswer, RangeNotSatisfiable, ReadStalled
-from dropreel.fs.moves import fsync_dir, link_no_clobber, same_content
+from dropreel.fs.moves import link_no_clobber, same_content
 from dropreel.fs.naming import extension_for, manifest_name, media_name, preset_of
 from dropreel.lifecycle import HOOK_STATUS, RemoteStatus
 from dropreel.providers.base import Provider, ResultStream
@@ -51,19 +51,6 @@ class Downloader:
         self._outbox = outbox
         self._min_bytes_per_s = min_bytes_per_s
         self._stall_window_s = stall_window_s
-
-    async def fetch(
-        self, job: JobRow, generation: GenerationRow, count: int, *, within_s: float = math.inf
-    ) -> Path:
-        """Download one succeeded generation's result within `within_s`; where it now lies."""
-        place = await self.download(job, generation, count, within_s=within_s)
-
-        def place_durably() -> Path:
-            path = place()
-            fsync_dir(path.parent)  # the outbox, or a preset's folder in it
-            return path
-
-        return await anyio.to_thread.run_sync(place_durably)
 
     async def download(
         self, job: JobRow, generation: GenerationRow, count: int, *, within_s: float = math.inf
